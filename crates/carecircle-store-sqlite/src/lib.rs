@@ -1,0 +1,370 @@
+//! The embedded SQLite backend of the record store: one file in the data directory, WAL mode,
+//! one writer connection and a small pool of readers, all used off the async runtime.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use carecircle_fhir::search::{Include, SearchQuery, Summary};
+use carecircle_store::sql::{self, Dialect, SearchShape, SqlValue, Statement};
+use carecircle_store::{
+    check_expected_version, now_millis, stamp_resource, HistoryQuery, Page, Store, StoreError, StoredResource, WriteEffect, WriteOp,
+    WriteOutcome,
+};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+
+/// Numbered migrations, applied in order and recorded in `schema_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+
+/// Reader connections: enough for concurrent requests on a small machine.
+const N_READERS: usize = 4;
+
+/// The SQLite record store.
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path).map_err(backend)?;
+    // WAL lets readers run beside the writer; FULL sync makes every acknowledged commit durable;
+    // the busy timeout covers a second process (e.g. `import` while `serve` runs).
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+             PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
+        )
+        .map_err(backend)?;
+    connection.set_prepared_statement_cache_capacity(256);
+    Ok(connection)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir/carecircle.db`. Call
+    /// [`Store::migrate`] before use.
+    pub fn open_dir(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| backend(format!("cannot create data directory {}: {e}", data_dir.display())))?;
+        SqliteStore::open(&data_dir.join("carecircle.db"))
+    }
+
+    /// Opens (creating if needed) the store in the database file `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let writer = open_connection(path)?;
+        let readers = (0..N_READERS).map(|_| open_connection(path).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner { path: path.to_path_buf(), writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn with_reader<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let n = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
+            let connection = lock(&inner.readers[n]);
+            f(&connection)
+        })
+        .await
+        .map_err(backend)?
+    }
+
+    async fn with_writer<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut connection = lock(&inner.writer);
+            f(&mut connection)
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+/// Locks a connection, recovering it if a previous holder panicked: a rusqlite connection stays
+/// usable, and any transaction it held was rolled back when dropped.
+fn lock(mutex: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn to_sql(value: &SqlValue) -> rusqlite::types::Value {
+    match value {
+        SqlValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
+        SqlValue::Int(i) => rusqlite::types::Value::Integer(*i),
+        SqlValue::Real(f) => rusqlite::types::Value::Real(*f),
+    }
+}
+
+fn row_to_resource(row: &Row<'_>) -> rusqlite::Result<StoredResource> {
+    Ok(StoredResource {
+        resource_type: row.get(0)?,
+        id: row.get(1)?,
+        version: row.get(2)?,
+        last_updated: row.get(3)?,
+        deleted: row.get::<_, i64>(4)? != 0,
+        custodian: row.get(5)?,
+        body: row.get(6)?,
+    })
+}
+
+fn query_resources(connection: &Connection, statement: &Statement) -> Result<Vec<StoredResource>, StoreError> {
+    let mut prepared = connection.prepare_cached(&statement.sql).map_err(backend)?;
+    let rows = prepared.query_map(params_from_iter(statement.values.iter().map(to_sql)), row_to_resource).map_err(backend)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+}
+
+fn query_count(connection: &Connection, statement: &Statement) -> Result<usize, StoreError> {
+    let mut prepared = connection.prepare_cached(&statement.sql).map_err(backend)?;
+    let n: i64 = prepared.query_row(params_from_iter(statement.values.iter().map(to_sql)), |row| row.get(0)).map_err(backend)?;
+    Ok(n as usize)
+}
+
+fn keys_of(resources: &[StoredResource]) -> Vec<(String, String)> {
+    resources.iter().map(|r| (r.resource_type.clone(), r.id.clone())).collect()
+}
+
+fn apply_writes(connection: &mut Connection, writes: Vec<WriteOp>) -> Result<Vec<WriteOutcome>, StoreError> {
+    let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
+    let now = now_millis();
+    let mut outcomes = Vec::with_capacity(writes.len());
+    for write in writes {
+        outcomes.push(apply_one(&transaction, write, now)?);
+    }
+    transaction.commit().map_err(backend)?;
+    Ok(outcomes)
+}
+
+fn apply_one(tx: &rusqlite::Transaction<'_>, write: WriteOp, now: i64) -> Result<WriteOutcome, StoreError> {
+    let (resource_type, id, expected) = match &write {
+        WriteOp::Put { resource_type, id, expected_version, .. } | WriteOp::Delete { resource_type, id, expected_version } => {
+            (resource_type.clone(), id.clone(), *expected_version)
+        }
+    };
+    let existing: Option<(i64, i64, bool)> = tx
+        .prepare_cached("SELECT pk, version, deleted FROM resources WHERE res_type = ?1 AND res_id = ?2")
+        .map_err(backend)?
+        .query_row(params![resource_type, id], |row| Ok((row.get(0)?, row.get(1)?, row.get::<_, i64>(2)? != 0)))
+        .optional()
+        .map_err(backend)?;
+    let (current_version, current_deleted) = existing.map_or((0, false), |(_, v, d)| (v, d));
+    check_expected_version(&resource_type, &id, expected, current_version, current_deleted)?;
+
+    match write {
+        WriteOp::Put { mut resource, index, custodian, .. } => {
+            let version = current_version + 1;
+            stamp_resource(&mut resource, &id, version, now);
+            let body = serde_json::to_string(&resource).map_err(backend)?;
+            let pk = match existing {
+                Some((pk, _, _)) => {
+                    archive_current(tx, pk)?;
+                    tx.prepare_cached("UPDATE resources SET version = ?1, last_updated = ?2, deleted = 0, custodian = ?3, body = ?4 WHERE pk = ?5")
+                        .map_err(backend)?
+                        .execute(params![version, now, custodian, body, pk])
+                        .map_err(backend)?;
+                    delete_index(tx, pk)?;
+                    pk
+                }
+                None => {
+                    tx.prepare_cached(
+                        "INSERT INTO resources (res_type, res_id, version, last_updated, deleted, custodian, body) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
+                    )
+                    .map_err(backend)?
+                    .execute(params![resource_type, id, version, now, custodian, body])
+                    .map_err(backend)?;
+                    tx.last_insert_rowid()
+                }
+            };
+            for entry in &index {
+                let (table, values) = sql::index_row(entry);
+                let columns = sql::index_columns(table);
+                let placeholders: String = (0..values.len()).map(|i| format!(", ?{}", i + 4)).collect();
+                let statement = format!("INSERT OR IGNORE INTO {table} (resource_pk, res_type, param, {columns}) VALUES (?1, ?2, ?3{placeholders})");
+                let mut bound: Vec<rusqlite::types::Value> =
+                    vec![pk.into(), resource_type.clone().into(), entry.param.clone().into()];
+                bound.extend(values.iter().map(to_sql));
+                tx.prepare_cached(&statement).map_err(backend)?.execute(params_from_iter(bound)).map_err(backend)?;
+            }
+            let effect = if existing.is_none() || current_deleted { WriteEffect::Created } else { WriteEffect::Updated };
+            Ok(WriteOutcome {
+                effect,
+                stored: StoredResource { resource_type, id, version, last_updated: now, deleted: false, custodian, body: Some(body) },
+            })
+        }
+        WriteOp::Delete { .. } => match existing {
+            Some((pk, version, false)) => {
+                archive_current(tx, pk)?;
+                tx.prepare_cached("UPDATE resources SET version = ?1, last_updated = ?2, deleted = 1, body = NULL WHERE pk = ?3")
+                    .map_err(backend)?
+                    .execute(params![version + 1, now, pk])
+                    .map_err(backend)?;
+                delete_index(tx, pk)?;
+                let custodian: Option<String> =
+                    tx.query_row("SELECT custodian FROM resources WHERE pk = ?1", params![pk], |row| row.get(0)).map_err(backend)?;
+                Ok(WriteOutcome {
+                    effect: WriteEffect::Deleted,
+                    stored: StoredResource { resource_type, id, version: version + 1, last_updated: now, deleted: true, custodian, body: None },
+                })
+            }
+            _ => Ok(WriteOutcome {
+                effect: WriteEffect::Unchanged,
+                stored: StoredResource { resource_type, id, version: current_version, last_updated: now, deleted: true, custodian: None, body: None },
+            }),
+        },
+    }
+}
+
+fn archive_current(tx: &rusqlite::Transaction<'_>, pk: i64) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO resource_versions (res_type, res_id, version, last_updated, deleted, custodian, body) \
+         SELECT res_type, res_id, version, last_updated, deleted, custodian, body FROM resources WHERE pk = ?1",
+    )
+    .map_err(backend)?
+    .execute(params![pk])
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn delete_index(tx: &rusqlite::Transaction<'_>, pk: i64) -> Result<(), StoreError> {
+    for table in sql::INDEX_TABLES {
+        tx.prepare_cached(&format!("DELETE FROM {table} WHERE resource_pk = ?1")).map_err(backend)?.execute(params![pk]).map_err(backend)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.with_writer(|connection| {
+            let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
+            tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+                .map_err(backend)?;
+            let applied: i64 =
+                tx.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0)).map_err(backend)?;
+            for (version, script) in MIGRATIONS {
+                if *version > applied {
+                    tx.execute_batch(script).map_err(|e| backend(format!("migration {version}: {e}")))?;
+                    tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)", params![version, now_millis()])
+                        .map_err(backend)?;
+                    tracing::info!(version, "applied sqlite migration");
+                }
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
+        let (resource_type, id) = (resource_type.to_string(), id.to_string());
+        self.with_reader(move |connection| {
+            connection
+                .prepare_cached(
+                    "SELECT res_type, res_id, version, last_updated, deleted, custodian, body FROM resources WHERE res_type = ?1 AND res_id = ?2",
+                )
+                .map_err(backend)?
+                .query_row(params![resource_type, id], row_to_resource)
+                .optional()
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn read_version(&self, resource_type: &str, id: &str, version: i64) -> Result<Option<StoredResource>, StoreError> {
+        let (resource_type, id) = (resource_type.to_string(), id.to_string());
+        self.with_reader(move |connection| {
+            connection
+                .prepare_cached(
+                    "SELECT res_type, res_id, version, last_updated, deleted, custodian, body FROM resources WHERE res_type = ?1 AND res_id = ?2 AND version = ?3 \
+                     UNION ALL SELECT res_type, res_id, version, last_updated, deleted, custodian, body FROM resource_versions WHERE res_type = ?1 AND res_id = ?2 AND version = ?3",
+                )
+                .map_err(backend)?
+                .query_row(params![resource_type, id, version], row_to_resource)
+                .optional()
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn apply(&self, writes: Vec<WriteOp>) -> Result<Vec<WriteOutcome>, StoreError> {
+        self.with_writer(move |connection| apply_writes(connection, writes)).await
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<Page, StoreError> {
+        let count_statement = sql::search_statement(Dialect::Sqlite, query, SearchShape::Count);
+        let page_statement = (query.summary != Some(Summary::Count) && query.count > 0)
+            .then(|| sql::search_statement(Dialect::Sqlite, query, SearchShape::Page));
+        self.with_reader(move |connection| {
+            let total = query_count(connection, &count_statement)?;
+            let entries = match page_statement {
+                Some(statement) => query_resources(connection, &statement)?,
+                None => Vec::new(),
+            };
+            Ok(Page { entries, total })
+        })
+        .await
+    }
+
+    async fn include(&self, sources: &[StoredResource], include: &Include) -> Result<Vec<StoredResource>, StoreError> {
+        let sources: Vec<(String, String)> =
+            keys_of(sources).into_iter().filter(|(t, _)| include.source_type == "*" || *t == include.source_type).collect();
+        if sources.is_empty() {
+            return Ok(Vec::new());
+        }
+        let statement = sql::include_targets_statement(Dialect::Sqlite, &sources, &include.param, include.target_type.as_deref());
+        self.with_reader(move |connection| {
+            let mut prepared = connection.prepare_cached(&statement.sql).map_err(backend)?;
+            let targets = prepared
+                .query_map(params_from_iter(statement.values.iter().map(to_sql)), |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(backend)?
+                .collect::<Result<Vec<(String, String)>, _>>()
+                .map_err(backend)?;
+            if targets.is_empty() {
+                return Ok(Vec::new());
+            }
+            query_resources(connection, &sql::read_many_statement(Dialect::Sqlite, &targets))
+        })
+        .await
+    }
+
+    async fn revinclude(&self, targets: &[StoredResource], include: &Include) -> Result<Vec<StoredResource>, StoreError> {
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let statement = sql::revinclude_statement(Dialect::Sqlite, &keys_of(targets), &include.source_type, &include.param);
+        self.with_reader(move |connection| query_resources(connection, &statement)).await
+    }
+
+    async fn patient_compartment(&self, patient_id: &str, count: usize, offset: usize) -> Result<Page, StoreError> {
+        let (page, total) = sql::compartment_statements(Dialect::Sqlite, patient_id, count, offset);
+        self.with_reader(move |connection| Ok(Page { total: query_count(connection, &total)?, entries: query_resources(connection, &page)? })).await
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> Result<Page, StoreError> {
+        let (page, total) = sql::history_statements(Dialect::Sqlite, query);
+        self.with_reader(move |connection| Ok(Page { total: query_count(connection, &total)?, entries: query_resources(connection, &page)? })).await
+    }
+}

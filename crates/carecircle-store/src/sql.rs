@@ -1,0 +1,622 @@
+//! SQL shared by the SQLite and PostgreSQL backends: the index tables each entry goes to, and
+//! the translation of a [`SearchQuery`] into one parameterised statement.
+//!
+//! Both schemas use the same table and column names (see each backend's `migrations/`); only
+//! placeholders differ (`?1` against `$1`). Empty strings stand for absent token systems,
+//! reference parts and quantity units so that every key column is `NOT NULL`.
+
+use std::fmt::Write as _;
+
+use carecircle_fhir::date::DateRange;
+use carecircle_fhir::definitions::{definitions, SearchParamType};
+use carecircle_fhir::search::{Condition, Filter, Prefix, SearchQuery, SortKey, StringMatch, TokenSystem, UriMatch};
+use carecircle_fhir::text::prefix_upper_bound;
+use carecircle_fhir::{IndexEntry, IndexValue};
+
+/// Which SQL dialect to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite: `?N` placeholders.
+    Sqlite,
+    /// PostgreSQL: `$N` placeholders.
+    Postgres,
+}
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    /// TEXT.
+    Text(String),
+    /// BIGINT / INTEGER.
+    Int(i64),
+    /// DOUBLE PRECISION / REAL.
+    Real(f64),
+}
+
+/// A statement and its bound values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    /// The SQL text.
+    pub sql: String,
+    /// Values for its placeholders, in order.
+    pub values: Vec<SqlValue>,
+}
+
+/// The columns every resource query selects, in this order.
+pub const RESOURCE_COLUMNS: &str = "r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.custodian, r.body";
+
+/// The index tables, for deleting a resource's entries.
+pub const INDEX_TABLES: &[&str] = &["idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri"];
+
+/// One row of an index table: its table, and its values after `resource_pk, res_type, param`.
+pub fn index_row(entry: &IndexEntry) -> (&'static str, Vec<SqlValue>) {
+    use SqlValue::{Int, Real, Text};
+    match &entry.value {
+        IndexValue::String { normalized, exact } => ("idx_string", vec![Text(normalized.clone()), Text(exact.clone())]),
+        IndexValue::Token { system, code } => ("idx_token", vec![Text(system.clone().unwrap_or_default()), Text(code.clone())]),
+        IndexValue::Reference { target_type, target_id, url } => (
+            "idx_reference",
+            vec![Text(target_type.clone().unwrap_or_default()), Text(target_id.clone().unwrap_or_default()), Text(url.clone())],
+        ),
+        IndexValue::Date(range) => ("idx_date", vec![Int(range.start), Int(range.end)]),
+        IndexValue::Number(value) => ("idx_number", vec![Real(*value)]),
+        IndexValue::Quantity { value, system, code } => {
+            ("idx_quantity", vec![Real(*value), Text(system.clone().unwrap_or_default()), Text(code.clone().unwrap_or_default())])
+        }
+        IndexValue::Uri(uri) => ("idx_uri", vec![Text(uri.clone())]),
+    }
+}
+
+/// The value columns of an index table, after `resource_pk, res_type, param`.
+pub fn index_columns(table: &str) -> &'static str {
+    match table {
+        "idx_string" => "value_norm, value_exact",
+        "idx_token" => "system, code",
+        "idx_reference" => "target_type, target_id, url",
+        "idx_date" => "start_ms, end_ms",
+        "idx_number" => "value",
+        "idx_quantity" => "value, system, code",
+        _ => "uri",
+    }
+}
+
+fn table_for(kind: SearchParamType) -> &'static str {
+    match kind {
+        SearchParamType::String => "idx_string",
+        SearchParamType::Token => "idx_token",
+        SearchParamType::Reference => "idx_reference",
+        SearchParamType::Date => "idx_date",
+        SearchParamType::Number => "idx_number",
+        SearchParamType::Quantity => "idx_quantity",
+        _ => "idx_uri",
+    }
+}
+
+/// Writes SQL with placeholders in the dialect's style.
+pub struct SqlWriter {
+    dialect: Dialect,
+    sql: String,
+    values: Vec<SqlValue>,
+}
+
+impl SqlWriter {
+    /// An empty statement.
+    pub fn new(dialect: Dialect) -> SqlWriter {
+        SqlWriter { dialect, sql: String::new(), values: Vec::new() }
+    }
+
+    /// Appends SQL text.
+    pub fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub fn bind(&mut self, value: SqlValue) -> &mut Self {
+        self.values.push(value);
+        let n = self.values.len();
+        match self.dialect {
+            Dialect::Sqlite => write!(self.sql, "?{n}"),
+            Dialect::Postgres => write!(self.sql, "${n}"),
+        }
+        .ok();
+        self
+    }
+
+    /// Appends a text placeholder.
+    pub fn text(&mut self, value: &str) -> &mut Self {
+        self.bind(SqlValue::Text(value.to_string()))
+    }
+
+    /// Appends an integer placeholder.
+    pub fn int(&mut self, value: i64) -> &mut Self {
+        self.bind(SqlValue::Int(value))
+    }
+
+    /// Appends a real placeholder.
+    pub fn real(&mut self, value: f64) -> &mut Self {
+        self.bind(SqlValue::Real(value))
+    }
+
+    /// The finished statement.
+    pub fn finish(self) -> Statement {
+        Statement { sql: self.sql, values: self.values }
+    }
+}
+
+/// What a search statement returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchShape {
+    /// The page of resources ([`RESOURCE_COLUMNS`]).
+    Page,
+    /// One row with the number of matches.
+    Count,
+}
+
+/// The statement running `query` for a page of resources or for the count.
+pub fn search_statement(dialect: Dialect, query: &SearchQuery, shape: SearchShape) -> Statement {
+    let mut w = SqlWriter::new(dialect);
+    match shape {
+        SearchShape::Page => w.push("SELECT ").push(RESOURCE_COLUMNS).push(" FROM resources r WHERE r.deleted = 0"),
+        SearchShape::Count => w.push("SELECT COUNT(*) FROM resources r WHERE r.deleted = 0"),
+    };
+    if let Some(resource_type) = &query.resource_type {
+        w.push(" AND r.res_type = ").text(resource_type);
+    }
+    for filter in &query.filters {
+        w.push(" AND ");
+        write_filter(&mut w, query.resource_type.as_deref(), filter);
+    }
+    if shape == SearchShape::Page {
+        w.push(" ORDER BY ");
+        for key in &query.sort {
+            write_sort_key(&mut w, key);
+            w.push(", ");
+        }
+        w.push("r.pk LIMIT ").int(query.count as i64).push(" OFFSET ").int(query.offset as i64);
+    }
+    w.finish()
+}
+
+fn write_sort_key(w: &mut SqlWriter, key: &SortKey) {
+    let direction = if key.descending { " DESC" } else { " ASC" };
+    let (aggregate, column, table) = match (key.param.as_str(), key.kind) {
+        ("_id", _) => {
+            w.push("r.res_id").push(direction);
+            return;
+        }
+        ("_lastUpdated", _) => {
+            w.push("r.last_updated").push(direction);
+            return;
+        }
+        (_, SearchParamType::String) => ("MIN", "value_norm", "idx_string"),
+        (_, SearchParamType::Token) => ("MIN", "code", "idx_token"),
+        (_, SearchParamType::Date) if key.descending => ("MAX", "end_ms", "idx_date"),
+        (_, SearchParamType::Date) => ("MIN", "start_ms", "idx_date"),
+        (_, SearchParamType::Number) => ("MIN", "value", "idx_number"),
+        (_, SearchParamType::Quantity) => ("MIN", "value", "idx_quantity"),
+        _ => ("MIN", "uri", "idx_uri"),
+    };
+    let aggregate = if key.descending && aggregate == "MIN" { "MAX" } else { aggregate };
+    // Resources without a value sort last in both directions.
+    let mut sub = format!("(SELECT {aggregate}(s.{column}) FROM {table} s WHERE s.resource_pk = r.pk AND s.param = ");
+    let mut inner = SqlWriter { dialect: w.dialect, sql: String::new(), values: std::mem::take(&mut w.values) };
+    inner.text(&key.param);
+    sub.push_str(&inner.sql);
+    sub.push(')');
+    w.values = inner.values;
+    w.push("CASE WHEN ").push(&sub).push(" IS NULL THEN 1 ELSE 0 END, ").push(&sub).push(direction);
+    // The subquery text repeats its placeholder number, which both dialects allow.
+}
+
+fn write_filter(w: &mut SqlWriter, resource_type: Option<&str>, filter: &Filter) {
+    if filter.negated {
+        w.push("NOT ");
+    }
+    w.push("(");
+    for (i, condition) in filter.any_of.iter().enumerate() {
+        if i > 0 {
+            w.push(" OR ");
+        }
+        write_condition(w, resource_type, filter, condition);
+    }
+    w.push(")");
+}
+
+fn open_subquery(w: &mut SqlWriter, resource_type: Option<&str>, table: &str, param: &str) {
+    w.push("r.pk IN (SELECT x.resource_pk FROM ").push(table).push(" x WHERE ");
+    if let Some(t) = resource_type {
+        w.push("x.res_type = ").text(t).push(" AND ");
+    }
+    w.push("x.param = ").text(param);
+}
+
+fn write_condition(w: &mut SqlWriter, resource_type: Option<&str>, filter: &Filter, condition: &Condition) {
+    let param = filter.param.as_str();
+    match condition {
+        Condition::Id(id) => {
+            w.push("r.res_id = ").text(id);
+        }
+        Condition::Custodian(custodian) => {
+            w.push("r.custodian = ").text(custodian);
+        }
+        Condition::LastUpdated(prefix, range) => {
+            write_date_comparison(w, "r.last_updated", "r.last_updated", *prefix, *range);
+        }
+        Condition::Missing(missing) => {
+            if *missing {
+                w.push("NOT ");
+            }
+            open_subquery(w, resource_type, table_for(filter.kind), param);
+            w.push(")");
+        }
+        Condition::String(matching) => {
+            open_subquery(w, resource_type, "idx_string", param);
+            match matching {
+                StringMatch::Prefix(text) => write_prefix(w, "x.value_norm", text),
+                StringMatch::Exact(text) => {
+                    let normalized = carecircle_fhir::text::normalize_for_search(text);
+                    write_prefix(w, "x.value_norm", &normalized);
+                    w.push(" AND x.value_exact = ").text(text);
+                }
+                StringMatch::Contains(text) => {
+                    w.push(" AND x.value_norm LIKE ").text(&format!("%{}%", escape_like(text))).push(" ESCAPE '\\'");
+                }
+            }
+            w.push(")");
+        }
+        Condition::Token { system, code } => {
+            open_subquery(w, resource_type, "idx_token", param);
+            if let Some(code) = code {
+                w.push(" AND x.code = ").text(code);
+            }
+            match system {
+                TokenSystem::Any => {}
+                TokenSystem::None => {
+                    w.push(" AND x.system = ''");
+                }
+                TokenSystem::Is(system) => {
+                    w.push(" AND x.system = ").text(system);
+                }
+            }
+            w.push(")");
+        }
+        Condition::Reference { target_type, target_id, url } => {
+            open_subquery(w, resource_type, "idx_reference", param);
+            w.push(" AND (");
+            let mut wrote = false;
+            if let Some(id) = target_id {
+                w.push("(x.target_id = ").text(id);
+                if let Some(t) = target_type {
+                    w.push(" AND x.target_type = ").text(t);
+                }
+                w.push(")");
+                wrote = true;
+            }
+            if let Some(url) = url {
+                if wrote {
+                    w.push(" OR ");
+                }
+                w.push("x.url = ").text(url);
+                wrote = true;
+            }
+            if !wrote {
+                w.push("1 = 0");
+            }
+            w.push("))");
+        }
+        Condition::Date(prefix, range) => {
+            open_subquery(w, resource_type, "idx_date", param);
+            w.push(" AND ");
+            write_date_comparison(w, "x.start_ms", "x.end_ms", *prefix, *range);
+            w.push(")");
+        }
+        Condition::Number(prefix, low, high) => {
+            open_subquery(w, resource_type, "idx_number", param);
+            w.push(" AND ");
+            write_number_comparison(w, "x.value", *prefix, *low, *high);
+            w.push(")");
+        }
+        Condition::Quantity { prefix, low, high, system, code } => {
+            open_subquery(w, resource_type, "idx_quantity", param);
+            w.push(" AND ");
+            write_number_comparison(w, "x.value", *prefix, *low, *high);
+            if let Some(system) = system {
+                w.push(" AND x.system = ").text(system);
+            }
+            if let Some(code) = code {
+                w.push(" AND x.code = ").text(code);
+            }
+            w.push(")");
+        }
+        Condition::Uri(mode, uri) => {
+            open_subquery(w, resource_type, "idx_uri", param);
+            match mode {
+                UriMatch::Exact => {
+                    w.push(" AND x.uri = ").text(uri);
+                }
+                UriMatch::Below => write_prefix(w, "x.uri", uri),
+                UriMatch::Above => {
+                    // Every ancestor of the uri at a '/' boundary, and the uri itself.
+                    w.push(" AND x.uri IN (");
+                    let mut ancestors: Vec<&str> =
+                        uri.match_indices('/').map(|(i, _)| &uri[..i]).filter(|a| !a.is_empty() && !a.ends_with(':') && !a.ends_with('/')).collect();
+                    ancestors.push(uri);
+                    for (i, ancestor) in ancestors.iter().enumerate() {
+                        if i > 0 {
+                            w.push(", ");
+                        }
+                        w.text(ancestor);
+                    }
+                    w.push(")");
+                }
+            }
+            w.push(")");
+        }
+    }
+}
+
+fn write_prefix(w: &mut SqlWriter, column: &str, prefix: &str) {
+    if prefix.is_empty() {
+        return;
+    }
+    w.push(" AND ").push(column).push(" >= ").text(prefix);
+    if let Some(upper) = prefix_upper_bound(prefix) {
+        w.push(" AND ").push(column).push(" < ").text(&upper);
+    }
+}
+
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// Date comparison between a stored range `[start, end]` and the parameter's range (R4
+/// §3.1.1.5.7 semantics, both ranges closed).
+fn write_date_comparison(w: &mut SqlWriter, start: &str, end: &str, prefix: Prefix, range: DateRange) {
+    let (ps, pe) = (range.start, range.end);
+    match prefix {
+        Prefix::Eq => {
+            w.push("(").push(start).push(" >= ").int(ps).push(" AND ").push(end).push(" <= ").int(pe).push(")");
+        }
+        Prefix::Ne => {
+            w.push("(").push(start).push(" < ").int(ps).push(" OR ").push(end).push(" > ").int(pe).push(")");
+        }
+        Prefix::Gt => {
+            w.push(end).push(" > ").int(pe);
+        }
+        Prefix::Lt => {
+            w.push(start).push(" < ").int(ps);
+        }
+        Prefix::Ge => {
+            w.push("(").push(end).push(" > ").int(pe).push(" OR (").push(start).push(" >= ").int(ps);
+            w.push(" AND ").push(end).push(" <= ").int(pe).push("))");
+        }
+        Prefix::Le => {
+            w.push("(").push(start).push(" < ").int(ps).push(" OR (").push(start).push(" >= ").int(ps);
+            w.push(" AND ").push(end).push(" <= ").int(pe).push("))");
+        }
+        Prefix::Sa => {
+            w.push(start).push(" > ").int(pe);
+        }
+        Prefix::Eb => {
+            w.push(end).push(" < ").int(ps);
+        }
+        Prefix::Ap => {
+            w.push("(").push(start).push(" <= ").int(pe).push(" AND ").push(end).push(" >= ").int(ps).push(")");
+        }
+    }
+}
+
+/// Number comparison: `eq`/`ne` use the value's implied precision `[low, high)`; the ordering
+/// prefixes compare with the written value; `ap` allows 10%.
+fn write_number_comparison(w: &mut SqlWriter, column: &str, prefix: Prefix, low: f64, high: f64) {
+    let value = (low + high) / 2.0;
+    match prefix {
+        Prefix::Eq => {
+            w.push("(").push(column).push(" >= ").real(low).push(" AND ").push(column).push(" < ").real(high).push(")");
+        }
+        Prefix::Ne => {
+            w.push("(").push(column).push(" < ").real(low).push(" OR ").push(column).push(" >= ").real(high).push(")");
+        }
+        Prefix::Gt | Prefix::Sa => {
+            w.push(column).push(" > ").real(value);
+        }
+        Prefix::Lt | Prefix::Eb => {
+            w.push(column).push(" < ").real(value);
+        }
+        Prefix::Ge => {
+            w.push(column).push(" >= ").real(value);
+        }
+        Prefix::Le => {
+            w.push(column).push(" <= ").real(value);
+        }
+        Prefix::Ap => {
+            let margin = (value * 0.1).abs().max(high - low);
+            w.push("(").push(column).push(" >= ").real(value - margin).push(" AND ").push(column).push(" <= ").real(value + margin).push(")");
+        }
+    }
+}
+
+/// Whether `param` of `resource_type` links it into the Patient compartment.
+pub fn is_compartment_link(resource_type: &str, param: &str) -> bool {
+    definitions().patient_compartment_params(resource_type).is_some_and(|params| params.iter().any(|p| p == param))
+}
+
+/// `(res_type, param)` pairs that link resources into the Patient compartment, as a SQL list of
+/// `res_type || ':' || param` strings; built from the R4 CompartmentDefinition.
+pub fn compartment_link_keys() -> Vec<String> {
+    let defs = definitions();
+    let mut keys = Vec::new();
+    for resource_type in defs.resource_types() {
+        if let Some(params) = defs.patient_compartment_params(resource_type) {
+            for param in params {
+                keys.push(format!("{resource_type}:{param}"));
+            }
+        }
+    }
+    keys
+}
+
+/// The statements paging through the Patient compartment of `patient_id` (the patient, then
+/// linked resources by insertion order) and counting it.
+pub fn compartment_statements(dialect: Dialect, patient_id: &str, count: usize, offset: usize) -> (Statement, Statement) {
+    let build = |shape: SearchShape| {
+        let mut w = SqlWriter::new(dialect);
+        match shape {
+            SearchShape::Page => w.push("SELECT ").push(RESOURCE_COLUMNS),
+            SearchShape::Count => w.push("SELECT COUNT(*)"),
+        };
+        w.push(" FROM resources r WHERE r.deleted = 0 AND ((r.res_type = 'Patient' AND r.res_id = ").text(patient_id);
+        w.push(") OR r.pk IN (SELECT x.resource_pk FROM idx_reference x WHERE x.target_id = ").text(patient_id);
+        w.push(" AND x.target_type = 'Patient' AND x.res_type || ':' || x.param IN (");
+        for (i, key) in compartment_link_keys().iter().enumerate() {
+            if i > 0 {
+                w.push(", ");
+            }
+            w.text(key);
+        }
+        w.push(")))");
+        if shape == SearchShape::Page {
+            w.push(" ORDER BY CASE WHEN r.res_type = 'Patient' AND r.res_id = ").text(patient_id);
+            w.push(" THEN 0 ELSE 1 END, r.pk LIMIT ").int(count as i64).push(" OFFSET ").int(offset as i64);
+        }
+        w.finish()
+    };
+    (build(SearchShape::Page), build(SearchShape::Count))
+}
+
+/// The statement finding `(target_type, target_id)` pairs referenced by `source_pks` through
+/// `param` (`*` for any) and optionally only to `target_type`.
+pub fn include_targets_statement(dialect: Dialect, sources: &[(String, String)], param: &str, target_type: Option<&str>) -> Statement {
+    let mut w = SqlWriter::new(dialect);
+    w.push("SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x JOIN resources r ON r.pk = x.resource_pk WHERE x.target_id <> '' AND x.target_type <> '' AND (");
+    write_key_list(&mut w, sources);
+    w.push(")");
+    if param != "*" {
+        w.push(" AND x.param = ").text(param);
+    }
+    if let Some(t) = target_type {
+        w.push(" AND x.target_type = ").text(t);
+    }
+    w.finish()
+}
+
+/// The statement reading the current, not deleted versions of `keys`.
+pub fn read_many_statement(dialect: Dialect, keys: &[(String, String)]) -> Statement {
+    let mut w = SqlWriter::new(dialect);
+    w.push("SELECT ").push(RESOURCE_COLUMNS).push(" FROM resources r WHERE r.deleted = 0 AND (");
+    write_key_list(&mut w, keys);
+    w.push(") ORDER BY r.pk");
+    w.finish()
+}
+
+/// The statement finding resources of `source_type` that reference any of `targets` through
+/// `param` (`*` for any).
+pub fn revinclude_statement(dialect: Dialect, targets: &[(String, String)], source_type: &str, param: &str) -> Statement {
+    let mut w = SqlWriter::new(dialect);
+    w.push("SELECT ").push(RESOURCE_COLUMNS).push(" FROM resources r WHERE r.deleted = 0");
+    if source_type != "*" {
+        w.push(" AND r.res_type = ").text(source_type);
+    }
+    w.push(" AND r.pk IN (SELECT x.resource_pk FROM idx_reference x WHERE (");
+    for (i, (t, id)) in targets.iter().enumerate() {
+        if i > 0 {
+            w.push(" OR ");
+        }
+        w.push("(x.target_id = ").text(id).push(" AND x.target_type = ").text(t).push(")");
+    }
+    w.push(")");
+    if param != "*" {
+        w.push(" AND x.param = ").text(param);
+    }
+    w.push(") ORDER BY r.pk");
+    w.finish()
+}
+
+fn write_key_list(w: &mut SqlWriter, keys: &[(String, String)]) {
+    if keys.is_empty() {
+        w.push("1 = 0");
+    }
+    for (i, (t, id)) in keys.iter().enumerate() {
+        if i > 0 {
+            w.push(" OR ");
+        }
+        w.push("(r.res_type = ").text(t).push(" AND r.res_id = ").text(id).push(")");
+    }
+}
+
+/// The statements paging through history (newest first) and counting it.
+pub fn history_statements(dialect: Dialect, query: &crate::HistoryQuery) -> (Statement, Statement) {
+    let build = |shape: SearchShape| {
+        let mut w = SqlWriter::new(dialect);
+        let mut conditions = SqlWriter { dialect, sql: String::new(), values: Vec::new() };
+        conditions.push("1 = 1");
+        if let Some(t) = &query.resource_type {
+            conditions.push(" AND res_type = ").text(t);
+        }
+        if let Some(id) = &query.id {
+            conditions.push(" AND res_id = ").text(id);
+        }
+        if let Some(since) = query.since {
+            conditions.push(" AND last_updated >= ").int(since);
+        }
+        // Both halves reuse the same placeholders, so the values are bound once.
+        let condition_sql = conditions.sql.clone();
+        w.values = conditions.values;
+        let union = format!(
+            "SELECT res_type, res_id, version, last_updated, deleted, custodian, body FROM resources WHERE {condition_sql} \
+             UNION ALL SELECT res_type, res_id, version, last_updated, deleted, custodian, body FROM resource_versions WHERE {condition_sql}"
+        );
+        match shape {
+            SearchShape::Page => {
+                w.push("SELECT r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.custodian, r.body FROM (")
+                    .push(&union)
+                    .push(") r ORDER BY r.last_updated DESC, r.res_type, r.res_id, r.version DESC LIMIT ")
+                    .int(query.count as i64)
+                    .push(" OFFSET ")
+                    .int(query.offset as i64);
+            }
+            SearchShape::Count => {
+                w.push("SELECT COUNT(*) FROM (").push(&union).push(") r");
+            }
+        }
+        w.finish()
+    };
+    (build(SearchShape::Page), build(SearchShape::Count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use carecircle_fhir::search::{parse_search, Handling};
+
+    fn statement(dialect: Dialect, pairs: &[(&str, &str)]) -> Statement {
+        let params: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let query = parse_search(Some("Patient"), &params, Handling::Strict).unwrap();
+        search_statement(dialect, &query, SearchShape::Page)
+    }
+
+    #[test]
+    fn placeholders_follow_the_dialect() {
+        let sqlite = statement(Dialect::Sqlite, &[("family", "smith")]);
+        let postgres = statement(Dialect::Postgres, &[("family", "smith")]);
+        assert!(sqlite.sql.contains("?1") && !sqlite.sql.contains("$1"));
+        assert!(postgres.sql.contains("$1") && !postgres.sql.contains("?1"));
+        assert_eq!(sqlite.values, postgres.values);
+    }
+
+    #[test]
+    fn string_prefix_becomes_an_index_range() {
+        let s = statement(Dialect::Sqlite, &[("family", "Smi")]);
+        assert!(s.sql.contains("x.value_norm >= ") && s.sql.contains("x.value_norm < "));
+        assert!(s.values.contains(&SqlValue::Text("smi".into())) && s.values.contains(&SqlValue::Text("smj".into())));
+    }
+
+    #[test]
+    fn sort_placeholders_are_counted_once_per_value() {
+        let s = statement(Dialect::Postgres, &[("family", "smith"), ("_sort", "-birthdate")]);
+        let highest = s.values.len();
+        assert!(s.sql.contains(&format!("${highest}")));
+        assert!(!s.sql.contains(&format!("${}", highest + 1)));
+    }
+}
