@@ -81,7 +81,8 @@ pub mod contact {
 /// Episode-of-care types (CodeSystem `episode-type`).
 pub mod episode {
     /// Community mental health care coordination.
-    pub const CMHT: (&str, &str) = ("community-mental-health", "Community mental health care (care programme approach)");
+    pub const CMHT: (&str, &str) =
+        ("community-mental-health", "Community mental health care (care programme approach)");
     /// Adult social care support.
     pub const ASC: (&str, &str) = ("adult-social-care", "Adult social care support");
     /// Tenancy sustainment.
@@ -172,10 +173,7 @@ pub fn encounter_resource(s: &EncounterSpec<'_>) -> Value {
     if let Some(st) = s.staff {
         r["participant"] = json!([{ "individual": reference_display("Practitioner", st.id, &st.display()) }]);
     }
-    r["period"] = period(
-        &datetime(s.day, s.minute),
-        Some(&datetime(s.day, s.minute + s.duration)),
-    );
+    r["period"] = period(&datetime(s.day, s.minute), Some(&datetime(s.day, s.minute + s.duration)));
     if let Some(reason) = s.reason {
         r["reasonCode"] = json!([{ "text": reason }]);
     }
@@ -208,11 +206,8 @@ pub struct ConditionSpec<'a> {
 
 /// The Condition resource for `s`.
 pub fn condition_resource(s: &ConditionSpec<'_>) -> Value {
-    let category_display = if s.category == "encounter-diagnosis" {
-        "Encounter Diagnosis"
-    } else {
-        "Problem List Item"
-    };
+    let category_display =
+        if s.category == "encounter-diagnosis" { "Encounter Diagnosis" } else { "Problem List Item" };
     let mut r = json!({
         "resourceType": "Condition",
         "id": s.id,
@@ -301,36 +296,18 @@ const ED_REASONS: &[&str] = &[
     "Collapse",
     "Back pain",
 ];
-const ED_MH_REASONS: &[&str] = &[
-    "Self-harm",
-    "Overdose",
-    "Alcohol intoxication",
-    "Suicidal thoughts",
-    "Assault",
-];
+const ED_MH_REASONS: &[&str] = &["Self-harm", "Overdose", "Alcohol intoxication", "Suicidal thoughts", "Assault"];
 const AMBULANCE_REASONS: &[&str] = &["Fall at home", "Breathing difficulty", "Chest pain", "Collapse"];
-const AMBULANCE_MH_REASONS: &[&str] = &[
-    "Overdose",
-    "Intoxicated and injured",
-    "Threatening self-harm",
-    "Concern for welfare",
-];
-const POLICE_MH_REASONS: &[&str] = &[
-    "Concern for welfare",
-    "Section 136 detention",
-    "Missing person",
-    "Threats of self-harm",
-];
+const AMBULANCE_MH_REASONS: &[&str] =
+    &["Overdose", "Intoxicated and injured", "Threatening self-harm", "Concern for welfare"];
+const POLICE_MH_REASONS: &[&str] =
+    &["Concern for welfare", "Section 136 detention", "Missing person", "Threats of self-harm"];
 const POLICE_REASONS: &[&str] = &["Neighbour dispute", "Anti-social behaviour report", "Street intoxication"];
 const CRISIS_REASONS: &[&str] = &["Crisis assessment", "Home treatment visit", "Telephone support"];
 const CC_REASONS: &[&str] = &["Care coordination review", "Medication review", "Care plan review"];
 const ASC_REASONS: &[&str] = &["Care Act needs assessment", "Review of care and support plan"];
-const HOUSING_REASONS: &[&str] = &[
-    "Rent arrears",
-    "Tenancy sustainment visit",
-    "Neighbour dispute",
-    "Repairs and condition of home",
-];
+const HOUSING_REASONS: &[&str] =
+    &["Rent arrears", "Tenancy sustainment visit", "Neighbour dispute", "Repairs and condition of home"];
 const PATHWAYS_REASONS: &[&str] = &["Initial engagement", "Support session", "Accompanied appointment"];
 const BEFRIENDING_REASONS: &[&str] = &["Befriending visit", "Telephone befriending call"];
 const GP_REASONS: &[&str] = &["Review", "Medication review", "Chronic disease review", "New problem"];
@@ -500,7 +477,11 @@ pub fn clinical_content<R: Rng>(rng: &mut R, sink: &mut Sink, p: &Person, rec: &
                     staff: staff_pick(
                         rng,
                         org.id,
-                        if mh { &["mental-health-paramedic", "paramedic"] } else { &["paramedic", "emergency-care-assistant"] },
+                        if mh {
+                            &["mental-health-paramedic", "paramedic"]
+                        } else {
+                            &["paramedic", "emergency-care-assistant"]
+                        },
                     ),
                     day: recent_day(rng, 1095),
                     minute: rng.random_range(0..1440),
@@ -543,12 +524,9 @@ pub fn clinical_content<R: Rng>(rng: &mut R, sink: &mut Sink, p: &Person, rec: &
         Sector::SocialCare | Sector::Housing | Sector::Voluntary => {
             let (kind, ep_kind, reasons, class_) = match org.id {
                 wk::ORG_SOCIAL_CARE => (contact::SOCIAL_CARE, Some(episode::ASC), ASC_REASONS, class::HH),
-                wk::ORG_HOUSING => (
-                    contact::HOUSING,
-                    rng.random_bool(0.4).then_some(episode::TENANCY),
-                    HOUSING_REASONS,
-                    class::HH,
-                ),
+                wk::ORG_HOUSING => {
+                    (contact::HOUSING, rng.random_bool(0.4).then_some(episode::TENANCY), HOUSING_REASONS, class::HH)
+                }
                 wk::ORG_PATHWAYS => (contact::PATHWAYS, Some(episode::PATHWAYS), PATHWAYS_REASONS, class::AMB),
                 _ => (contact::BEFRIENDING, None, BEFRIENDING_REASONS, class::HH),
             };

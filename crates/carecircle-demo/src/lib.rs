@@ -1,1 +1,305 @@
-//! stub
+//! The carecircle demo partnership: a deterministic, entirely fictional set of FHIR R4 resources.
+//!
+//! [`generate`] builds, from a seed, what the partners of a health and social care partnership
+//! would each hold: their own `Organization` (and teams inside them), their staff
+//! (`Practitioner` + `PractitionerRole`), their own `Patient` record for every person they know
+//! (under their own local identifier, with the imperfections real records have), and some
+//! contacts (`Encounter`), problems (`Condition`) and services (`EpisodeOfCare`). It contains no
+//! real personal data: names are drawn at random from built-in lists, places and the `MF`
+//! postcode area are invented, telephone numbers are in Ofcom's drama ranges, and NHS numbers are
+//! in the 999 test range with a valid modulus-11 check digit. Dates are relative to the fixed
+//! reference date 2026-11-01, never the wall clock, so one seed always gives byte-identical output.
+//!
+//! # Partners and teams
+//! Eleven partners, one or more per sector (`Organization.type` coded in
+//! [`well_known::SECTOR_SYSTEM`]). Three teams are child `Organization`s with `partOf` their
+//! partner and the same sector: the hospital's emergency department
+//! ([`well_known::ORG_HOSPITAL_ED`]), the mental-health trust's crisis team
+//! ([`well_known::ORG_CRISIS_TEAM`]) and the police force's mental-health liaison team
+//! ([`well_known::ORG_POLICE_MH_LIAISON`]). A team holds no records of its own: its parent is the
+//! custodian, and the team appears as `Encounter.serviceProvider` and `PractitionerRole.organization`.
+//! A partner's own Organization has itself as custodian; staff are held by their employer.
+//!
+//! # People and fragmentation
+//! About `n_people` true persons (Joe included). Each is known to one or more partners — most to
+//! a GP practice and perhaps one more, a frequent-contact group to four to nine — and each partner
+//! holds its own `Patient` (`managingOrganization` = custodian = that partner, identifier system
+//! `https://carecircle.example.org/fhir/id/<org-id>/patient`). Copies differ the way real ones
+//! do: nicknames, typos, swapped given and family names, missing or day/month-swapped birth dates,
+//! old addresses, missing postcodes, "NFA" at the police, NHS numbers mostly only at health
+//! partners. About one person in a hundred has a twin (same family name, birth date and home).
+//! Nothing in the resources says which records are the same person; [`generate_with_truth`]
+//! returns that separately so linkage can measure itself.
+//!
+//! # Joe and the shared care plan
+//! Joe (from the seed story) has records at eight partners under ids in [`well_known`], a
+//! `CareTeam` led by his care coordinator, a `Flag` (risk to self) and a multi-agency `CarePlan`
+//! (category `crisis-plan`, intent `plan`, status `active`, author his care coordinator).
+//!
+//! Each trigger in a care plan is one `CarePlan.activity`: `detail.description` says it in plain
+//! words, `detail.performer` lists the agencies, and an extension
+//! [`well_known::TRIGGER_EXTENSION_URL`] on the activity carries it as data:
+//!
+//! ```json
+//! { "url": "https://carecircle.example.org/fhir/StructureDefinition/careplan-trigger",
+//!   "extension": [
+//!     { "url": "kind", "valueCode": "recurring-period" },   // or "event", "situation"
+//!     { "url": "month", "valueInteger": 8 },                  // recurring-period: month 1-12
+//!     // event:     { "url": "event", "valueCoding": { "system": ".../CodeSystem/careplan-trigger-event", "code": "ed-attendance" } }
+//!     //            codes: ed-attendance, police-contact, ambulance-callout
+//!     // situation: { "url": "situation", "valueCoding": { "system": ".../CodeSystem/careplan-trigger-situation", "code": "care-coordinator-on-leave" } }
+//!     { "url": "response", "extension": [                     // one per agreed response
+//!         { "url": "agency", "valueReference": { "reference": "Organization/org-vale-mh-crisis-team" } },
+//!         { "url": "text", "valueString": "Proactive contact with Joe at least weekly through August." } ] } ] }
+//! ```
+//!
+//! Joe's plan has five: every August (the anniversary of his wife's death), his care coordinator
+//! on leave, a police contact, an emergency department attendance, and an ambulance call-out.
+
+mod clinical;
+mod dates;
+mod fhir;
+mod joe;
+mod names;
+mod nhs;
+mod orgs;
+mod people;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+
+/// Settings for the demo partnership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DemoConfig {
+    /// Seed of the random generator; the same seed always gives the same partnership.
+    pub seed: u64,
+    /// Number of true persons, Joe included (Joe is always present).
+    pub n_people: usize,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig { seed: 2017, n_people: 2000 }
+    }
+}
+
+/// One generated resource and the partner organisation that holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DemoResource {
+    /// Id of the partner `Organization` that is custodian of the resource.
+    pub custodian_org_id: String,
+    /// The FHIR R4 resource, with its `id` set.
+    pub resource: Value,
+}
+
+/// The reference date every generated date is relative to.
+pub const REFERENCE_DATE: &str = "2026-11-01";
+
+/// The identifier system a partner uses for its local patient numbers.
+pub fn patient_identifier_system(org_id: &str) -> String {
+    people::local_system(org_id)
+}
+
+/// True when `s` is a ten-digit NHS number with a valid modulus-11 check digit.
+pub fn nhs_number_is_valid(s: &str) -> bool {
+    nhs::is_valid(s)
+}
+
+/// The whole partnership, resources in dependency order (Organizations first, then
+/// Practitioners, PractitionerRoles, Patients, then the rest).
+pub fn generate(config: &DemoConfig) -> Vec<DemoResource> {
+    generate_with_truth(config).0
+}
+
+/// [`generate`], plus the hidden ground truth: for every Patient id, the number of the true
+/// person it describes (Joe is [`well_known::JOE_PERSON`]). Nothing in the resources reveals it.
+///
+/// Resources come in dependency order: every reference points to a resource earlier in the list.
+/// The order is Organization, Practitioner, PractitionerRole, Patient, CareTeam, EpisodeOfCare,
+/// Encounter, Condition, CarePlan, Flag.
+pub fn generate_with_truth(config: &DemoConfig) -> (Vec<DemoResource>, Vec<(String, u32)>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut out: Vec<DemoResource> = Vec::new();
+
+    for o in orgs::ORGS {
+        out.push(clinical::hold(o.custodian(), orgs::organization_resource(o)));
+    }
+    let employer = |s: &orgs::StaffDef| orgs::org(s.org).map_or(s.org, orgs::OrgDef::custodian);
+    for (i, s) in orgs::STAFF.iter().enumerate() {
+        out.push(clinical::hold(employer(s), orgs::practitioner_resource(s, i)));
+    }
+    for (i, s) in orgs::STAFF.iter().enumerate() {
+        out.push(clinical::hold(employer(s), orgs::practitioner_role_resource(s, i)));
+    }
+
+    let mut nhs_numbers = people::NhsNumbers::new(&[well_known::JOE_NHS_NUMBER]);
+    let mut population: Vec<people::Person> = Vec::with_capacity(config.n_people);
+    for number in 1..config.n_people {
+        let number = u32::try_from(number).unwrap_or(u32::MAX);
+        let person = people::random_person(&mut rng, number, population.last(), &mut nhs_numbers);
+        population.push(person);
+    }
+    let records = people::assign_records(&mut rng, &population);
+
+    let mut patients = Vec::with_capacity(records.len() + 8);
+    let mut truth = Vec::with_capacity(records.len() + 8);
+    for rec in &records {
+        let person = &population[rec.person];
+        patients.push(clinical::hold(rec.org.id, people::patient_resource(&mut rng, person, rec)));
+        truth.push((rec.patient_id.clone(), person.number));
+    }
+    let mut sink = clinical::Sink::default();
+    joe::add(&mut patients, &mut truth, &mut sink);
+    for rec in &records {
+        clinical::clinical_content(&mut rng, &mut sink, &population[rec.person], rec);
+    }
+
+    out.extend(patients);
+    out.extend(sink.care_teams);
+    out.extend(sink.episodes);
+    out.extend(sink.encounters);
+    out.extend(sink.conditions);
+    out.extend(sink.care_plans);
+    out.extend(sink.flags);
+    (out, truth)
+}
+
+/// Ids of well-known demo resources, code systems and URLs, for the README and tests.
+pub mod well_known {
+    /// Code system of `Organization.type` saying which sector a partner is in.
+    pub const SECTOR_SYSTEM: &str = "https://carecircle.example.org/fhir/CodeSystem/partner-sector";
+    /// Identifier system of partner codes (`Organization.identifier`).
+    pub const PARTNER_CODE_SYSTEM: &str = "https://carecircle.example.org/fhir/id/partner-code";
+    /// NHS number identifier system.
+    pub const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
+    /// Code system of `Encounter.type` saying what kind of contact it was.
+    pub const CONTACT_TYPE_SYSTEM: &str = "https://carecircle.example.org/fhir/CodeSystem/contact-type";
+    /// Extension on `CarePlan.activity` carrying a trigger and the agreed responses.
+    pub const TRIGGER_EXTENSION_URL: &str = "https://carecircle.example.org/fhir/StructureDefinition/careplan-trigger";
+    /// Code system of trigger events (`ed-attendance`, `police-contact`, `ambulance-callout`).
+    pub const TRIGGER_EVENT_SYSTEM: &str = "https://carecircle.example.org/fhir/CodeSystem/careplan-trigger-event";
+    /// Code system of trigger situations (`care-coordinator-on-leave`).
+    pub const TRIGGER_SITUATION_SYSTEM: &str =
+        "https://carecircle.example.org/fhir/CodeSystem/careplan-trigger-situation";
+    /// Code system of `Flag.code`.
+    pub const FLAG_CODE_SYSTEM: &str = "https://carecircle.example.org/fhir/CodeSystem/flag-code";
+
+    /// Acute hospital (sector `acute`).
+    pub const ORG_HOSPITAL: &str = "org-minsterford-hospital";
+    /// The hospital's emergency department (child Organization, `partOf` the hospital).
+    pub const ORG_HOSPITAL_ED: &str = "org-minsterford-hospital-ed";
+    /// GP practice (Joe's).
+    pub const ORG_GP_ASHGROVE: &str = "org-gp-ashgrove";
+    /// GP practice.
+    pub const ORG_GP_RIVERSIDE: &str = "org-gp-riverside";
+    /// GP practice.
+    pub const ORG_GP_MILLFIELD: &str = "org-gp-millfield";
+    /// Mental-health trust.
+    pub const ORG_MH_TRUST: &str = "org-vale-mh-trust";
+    /// The mental-health trust's crisis team (child Organization).
+    pub const ORG_CRISIS_TEAM: &str = "org-vale-mh-crisis-team";
+    /// Ambulance service.
+    pub const ORG_AMBULANCE: &str = "org-northvale-ambulance";
+    /// Council adult social care.
+    pub const ORG_SOCIAL_CARE: &str = "org-minsterford-council-asc";
+    /// Police force.
+    pub const ORG_POLICE: &str = "org-northvale-police";
+    /// The police force's mental-health liaison team (child Organization).
+    pub const ORG_POLICE_MH_LIAISON: &str = "org-northvale-police-mh-liaison";
+    /// Housing association.
+    pub const ORG_HOUSING: &str = "org-kettlebeck-homes";
+    /// Voluntary service for adults in mental distress in frequent contact with emergency services.
+    pub const ORG_PATHWAYS: &str = "org-minsterford-pathways";
+    /// Voluntary befriending service.
+    pub const ORG_BEFRIENDERS: &str = "org-vale-befrienders";
+    /// Every partner (custodian) organisation.
+    pub const PARTNER_ORGS: [&str; 11] = [
+        ORG_HOSPITAL,
+        ORG_GP_ASHGROVE,
+        ORG_GP_RIVERSIDE,
+        ORG_GP_MILLFIELD,
+        ORG_MH_TRUST,
+        ORG_AMBULANCE,
+        ORG_SOCIAL_CARE,
+        ORG_POLICE,
+        ORG_HOUSING,
+        ORG_PATHWAYS,
+        ORG_BEFRIENDERS,
+    ];
+
+    /// Joe's care coordinator at the mental-health trust (Practitioner).
+    pub const JOE_CARE_COORDINATOR: &str = "prac-vale-mh-trust-01";
+    /// Crisis team practitioner (Practitioner).
+    pub const CRISIS_WORKER: &str = "prac-vale-mh-trust-04";
+    /// Police mental-health liaison officer (Practitioner).
+    pub const POLICE_LIAISON_OFFICER: &str = "prac-northvale-police-01";
+    /// Social worker (Practitioner).
+    pub const SOCIAL_WORKER: &str = "prac-minsterford-council-asc-01";
+    /// Paramedic (Practitioner).
+    pub const PARAMEDIC: &str = "prac-northvale-ambulance-01";
+    /// Housing caseworker (Practitioner).
+    pub const HOUSING_CASEWORKER: &str = "prac-kettlebeck-homes-01";
+    /// Pathways support worker (Practitioner).
+    pub const PATHWAYS_WORKER: &str = "prac-minsterford-pathways-01";
+    /// Joe's GP (Practitioner).
+    pub const JOE_GP: &str = "prac-gp-ashgrove-01";
+    /// Emergency department nurse (Practitioner).
+    pub const ED_NURSE: &str = "prac-minsterford-hospital-01";
+    /// The PractitionerRole of Joe's care coordinator.
+    pub const JOE_CARE_COORDINATOR_ROLE: &str = "role-vale-mh-trust-01";
+
+    /// Joe's true person number in the ground truth.
+    pub const JOE_PERSON: u32 = 0;
+    /// Joe's NHS number (999 test range).
+    pub const JOE_NHS_NUMBER: &str = "9991234578";
+    /// Joe's record at his GP practice.
+    pub const JOE_PATIENT_GP: &str = "pat-gp-ashgrove-joe";
+    /// Joe's record at the mental-health trust (subject of his care plan, team and flag).
+    pub const JOE_PATIENT_MH_TRUST: &str = "pat-vale-mh-trust-joe";
+    /// Joe's record at the hospital.
+    pub const JOE_PATIENT_HOSPITAL: &str = "pat-minsterford-hospital-joe";
+    /// Joe's record at the ambulance service ("Joe Malory").
+    pub const JOE_PATIENT_AMBULANCE: &str = "pat-northvale-ambulance-joe";
+    /// Joe's record at the police.
+    pub const JOE_PATIENT_POLICE: &str = "pat-northvale-police-joe";
+    /// Joe's record at adult social care.
+    pub const JOE_PATIENT_SOCIAL_CARE: &str = "pat-minsterford-council-asc-joe";
+    /// Joe's record at the housing association.
+    pub const JOE_PATIENT_HOUSING: &str = "pat-kettlebeck-homes-joe";
+    /// Joe's record at Pathways.
+    pub const JOE_PATIENT_PATHWAYS: &str = "pat-minsterford-pathways-joe";
+    /// All of Joe's Patient records.
+    pub const JOE_PATIENTS: [&str; 8] = [
+        JOE_PATIENT_GP,
+        JOE_PATIENT_MH_TRUST,
+        JOE_PATIENT_HOSPITAL,
+        JOE_PATIENT_AMBULANCE,
+        JOE_PATIENT_POLICE,
+        JOE_PATIENT_SOCIAL_CARE,
+        JOE_PATIENT_HOUSING,
+        JOE_PATIENT_PATHWAYS,
+    ];
+    /// Joe's multi-agency care team.
+    pub const JOE_CARE_TEAM: &str = "careteam-joe";
+    /// Joe's shared crisis plan.
+    pub const JOE_CARE_PLAN: &str = "careplan-joe-crisis";
+    /// Joe's risk-to-self flag (mental-health trust).
+    pub const JOE_FLAG: &str = "flag-joe-risk-to-self";
+    /// The police's address flag for Joe.
+    pub const JOE_POLICE_ADDRESS_FLAG: &str = "flag-joe-police-address";
+    /// Joe's episode of care at the mental-health trust.
+    pub const JOE_EPISODE_MH: &str = "eoc-joe-mh-trust";
+    /// Joe's episode of care at adult social care.
+    pub const JOE_EPISODE_SOCIAL_CARE: &str = "eoc-joe-social-care";
+    /// Joe's episode of care at Pathways.
+    pub const JOE_EPISODE_PATHWAYS: &str = "eoc-joe-pathways";
+    /// Joe's depression, at the mental-health trust.
+    pub const JOE_CONDITION_DEPRESSION: &str = "cond-joe-mh-depression";
+    /// Joe's emergency department attendance after his suicide attempt (August 2024).
+    pub const JOE_ED_ATTENDANCE: &str = "enc-joe-ed-2024-08";
+    /// The ambulance call-out that took him there.
+    pub const JOE_AMBULANCE_CALLOUT: &str = "enc-joe-ambulance-2024-08";
+    /// A police liaison contact (neighbour dispute, August 2025).
+    pub const JOE_POLICE_CONTACT: &str = "enc-joe-police-2025-08";
+}

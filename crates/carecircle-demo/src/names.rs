@@ -161,8 +161,8 @@ pub const FAMILY: &[&str] = &[
 
 /// Middle names (any sex, used sparingly).
 pub const MIDDLE: &[&str] = &[
-    "John", "Anne", "Marie", "James", "Louise", "Edward", "Jane", "Lee", "May", "Paul", "Rose",
-    "Alan", "Grace", "Francis",
+    "John", "Anne", "Marie", "James", "Louise", "Edward", "Jane", "Lee", "May", "Paul", "Rose", "Alan", "Grace",
+    "Francis",
 ];
 
 /// Fictional towns, each with its postcode district numbers in the fictional `MF` area.
@@ -179,15 +179,35 @@ pub const TOWNS: &[(&str, &[u32])] = &[
 
 /// Fictional street name stems.
 pub const STREETS: &[&str] = &[
-    "Lowther", "Beckside", "Tanner", "Millgate", "Heworth", "Fossway", "Cherry", "Kingsmoor",
-    "Bramble", "Saltergate", "Windmill", "Priory", "Hawthorn", "Rowan", "Station", "Chapel",
-    "Orchard", "Water", "Foxglove", "Ouseburn", "Lime Tree", "Weaver", "Hollybank", "Copper",
+    "Lowther",
+    "Beckside",
+    "Tanner",
+    "Millgate",
+    "Heworth",
+    "Fossway",
+    "Cherry",
+    "Kingsmoor",
+    "Bramble",
+    "Saltergate",
+    "Windmill",
+    "Priory",
+    "Hawthorn",
+    "Rowan",
+    "Station",
+    "Chapel",
+    "Orchard",
+    "Water",
+    "Foxglove",
+    "Ouseburn",
+    "Lime Tree",
+    "Weaver",
+    "Hollybank",
+    "Copper",
 ];
 
 /// Street name suffixes.
-pub const STREET_KINDS: &[&str] = &[
-    "Street", "Road", "Close", "Lane", "Avenue", "Grove", "Terrace", "Court", "Way", "Crescent",
-];
+pub const STREET_KINDS: &[&str] =
+    &["Street", "Road", "Close", "Lane", "Avenue", "Grove", "Terrace", "Court", "Way", "Crescent"];
 
 /// Blocks of flats.
 pub const BLOCKS: &[&str] = &["Ashby House", "Fossway Court", "Minster Heights", "Wren Court"];

@@ -3,11 +3,7 @@
 /// The modulus-11 check digit for the first nine digits, or `None` when the number is not
 /// issuable (the check computes to 10).
 pub fn check_digit(first_nine: &[u8; 9]) -> Option<u8> {
-    let sum: u32 = first_nine
-        .iter()
-        .zip((2..=10u32).rev())
-        .map(|(&d, w)| u32::from(d) * w)
-        .sum();
+    let sum: u32 = first_nine.iter().zip((2..=10u32).rev()).map(|(&d, w)| u32::from(d) * w).sum();
     match 11 - sum % 11 {
         11 => Some(0),
         10 => None,

@@ -27,18 +27,6 @@ pub enum Sector {
 }
 
 impl Sector {
-    /// Every sector, in code order.
-    pub const ALL: [Sector; 8] = [
-        Sector::Acute,
-        Sector::PrimaryCare,
-        Sector::MentalHealth,
-        Sector::Ambulance,
-        Sector::SocialCare,
-        Sector::Police,
-        Sector::Housing,
-        Sector::Voluntary,
-    ];
-
     /// The code in the partner-sector CodeSystem.
     pub const fn code(self) -> &'static str {
         match self {
@@ -69,10 +57,7 @@ impl Sector {
 
     /// True for NHS health partners, who look up and record NHS numbers routinely.
     pub const fn is_health(self) -> bool {
-        matches!(
-            self,
-            Sector::Acute | Sector::PrimaryCare | Sector::MentalHealth | Sector::Ambulance
-        )
+        matches!(self, Sector::Acute | Sector::PrimaryCare | Sector::MentalHealth | Sector::Ambulance)
     }
 }
 
@@ -336,45 +321,318 @@ const BEFRIEND: (&str, &str) = ("befriending", "Befriending and social contact")
 
 /// Every member of staff, grouped by organisation.
 pub const STAFF: &[StaffDef] = &[
-    StaffDef { id: wk::ED_NURSE, org: wk::ORG_HOSPITAL_ED, name: ("Mr", "Callum", "Brightside"), gender: "male", role: ("ed-nurse", "Emergency department nurse"), specialty: ED },
-    StaffDef { id: "prac-minsterford-hospital-02", org: wk::ORG_HOSPITAL_ED, name: ("Dr", "Anika", "Sorensen"), gender: "female", role: ("ed-consultant", "Emergency medicine consultant"), specialty: ED },
-    StaffDef { id: "prac-minsterford-hospital-03", org: wk::ORG_HOSPITAL_ED, name: ("Ms", "Hollie", "Tranmere"), gender: "female", role: ("ed-nurse", "Emergency department nurse"), specialty: ED },
-    StaffDef { id: "prac-minsterford-hospital-04", org: wk::ORG_HOSPITAL, name: ("Mr", "Desmond", "Achterberg"), gender: "male", role: ("liaison-psychiatry-nurse", "Liaison psychiatry nurse"), specialty: MH },
-    StaffDef { id: "prac-minsterford-hospital-05", org: wk::ORG_HOSPITAL, name: ("Ms", "Rosalind", "Quarmby"), gender: "female", role: ("discharge-coordinator", "Discharge coordinator"), specialty: ("acute-medicine", "Acute medicine") },
-    StaffDef { id: wk::JOE_GP, org: wk::ORG_GP_ASHGROVE, name: ("Dr", "Helen", "Varley"), gender: "female", role: ("gp", "General practitioner"), specialty: GP },
-    StaffDef { id: "prac-gp-ashgrove-02", org: wk::ORG_GP_ASHGROVE, name: ("Dr", "Rajesh", "Mistry"), gender: "male", role: ("gp", "General practitioner"), specialty: GP },
-    StaffDef { id: "prac-gp-ashgrove-03", org: wk::ORG_GP_ASHGROVE, name: ("Ms", "Tanya", "Blakey"), gender: "female", role: ("practice-nurse", "Practice nurse"), specialty: GP },
-    StaffDef { id: "prac-gp-riverside-01", org: wk::ORG_GP_RIVERSIDE, name: ("Dr", "Owen", "Pritchett"), gender: "male", role: ("gp", "General practitioner"), specialty: GP },
-    StaffDef { id: "prac-gp-riverside-02", org: wk::ORG_GP_RIVERSIDE, name: ("Dr", "Farah", "Qureshi"), gender: "female", role: ("gp", "General practitioner"), specialty: GP },
-    StaffDef { id: "prac-gp-riverside-03", org: wk::ORG_GP_RIVERSIDE, name: ("Mr", "Liam", "Stockdale"), gender: "male", role: ("practice-nurse", "Practice nurse"), specialty: GP },
-    StaffDef { id: "prac-gp-millfield-01", org: wk::ORG_GP_MILLFIELD, name: ("Dr", "Miriam", "Cawood"), gender: "female", role: ("gp", "General practitioner"), specialty: GP },
-    StaffDef { id: "prac-gp-millfield-02", org: wk::ORG_GP_MILLFIELD, name: ("Dr", "Simon", "Ellerby"), gender: "male", role: ("gp", "General practitioner"), specialty: GP },
-    StaffDef { id: "prac-gp-millfield-03", org: wk::ORG_GP_MILLFIELD, name: ("Ms", "Gwen", "Halloran"), gender: "female", role: ("practice-nurse", "Practice nurse"), specialty: GP },
-    StaffDef { id: wk::JOE_CARE_COORDINATOR, org: wk::ORG_MH_TRUST, name: ("Ms", "Ruth", "Oyelaran"), gender: "female", role: ("care-coordinator", "Care coordinator"), specialty: MH },
-    StaffDef { id: "prac-vale-mh-trust-02", org: wk::ORG_MH_TRUST, name: ("Mr", "Stuart", "Fenwick"), gender: "male", role: ("care-coordinator", "Care coordinator"), specialty: MH },
-    StaffDef { id: "prac-vale-mh-trust-03", org: wk::ORG_MH_TRUST, name: ("Dr", "Leena", "Varghese"), gender: "female", role: ("consultant-psychiatrist", "Consultant psychiatrist"), specialty: MH },
-    StaffDef { id: wk::CRISIS_WORKER, org: wk::ORG_CRISIS_TEAM, name: ("Mr", "Aaron", "Whitlock"), gender: "male", role: ("crisis-worker", "Crisis team practitioner"), specialty: CRISIS },
-    StaffDef { id: "prac-vale-mh-trust-05", org: wk::ORG_CRISIS_TEAM, name: ("Ms", "Bethan", "Llewellyn"), gender: "female", role: ("crisis-worker", "Crisis team practitioner"), specialty: CRISIS },
-    StaffDef { id: "prac-vale-mh-trust-06", org: wk::ORG_CRISIS_TEAM, name: ("Ms", "Nkechi", "Ardern"), gender: "female", role: ("team-manager", "Crisis team manager"), specialty: CRISIS },
-    StaffDef { id: wk::PARAMEDIC, org: wk::ORG_AMBULANCE, name: ("Mr", "Gethin", "Parry"), gender: "male", role: ("paramedic", "Paramedic"), specialty: PREHOSP },
-    StaffDef { id: "prac-northvale-ambulance-02", org: wk::ORG_AMBULANCE, name: ("Ms", "Kerry", "Lofthouse"), gender: "female", role: ("mental-health-paramedic", "Mental health paramedic"), specialty: PREHOSP },
-    StaffDef { id: "prac-northvale-ambulance-03", org: wk::ORG_AMBULANCE, name: ("Mr", "Jordan", "Eastwood"), gender: "male", role: ("emergency-care-assistant", "Emergency care assistant"), specialty: PREHOSP },
-    StaffDef { id: wk::SOCIAL_WORKER, org: wk::ORG_SOCIAL_CARE, name: ("Ms", "Donna", "Akhtar"), gender: "female", role: ("social-worker", "Social worker"), specialty: ASC },
-    StaffDef { id: "prac-minsterford-council-asc-02", org: wk::ORG_SOCIAL_CARE, name: ("Mr", "Philip", "Garside"), gender: "male", role: ("social-worker", "Social worker"), specialty: ASC },
-    StaffDef { id: "prac-minsterford-council-asc-03", org: wk::ORG_SOCIAL_CARE, name: ("Ms", "Imogen", "Threlfall"), gender: "female", role: ("occupational-therapist", "Occupational therapist"), specialty: ASC },
-    StaffDef { id: "prac-minsterford-council-asc-04", org: wk::ORG_SOCIAL_CARE, name: ("Mr", "Adrian", "Kilburn"), gender: "male", role: ("care-manager", "Care manager"), specialty: ASC },
-    StaffDef { id: wk::POLICE_LIAISON_OFFICER, org: wk::ORG_POLICE_MH_LIAISON, name: ("PC", "Martin", "Holgate"), gender: "male", role: ("police-liaison-officer", "Police mental health liaison officer"), specialty: POLICE_MH },
-    StaffDef { id: "prac-northvale-police-02", org: wk::ORG_POLICE_MH_LIAISON, name: ("PC", "Sian", "Redfearn"), gender: "female", role: ("police-liaison-officer", "Police mental health liaison officer"), specialty: POLICE_MH },
-    StaffDef { id: "prac-northvale-police-03", org: wk::ORG_POLICE_MH_LIAISON, name: ("Sgt", "Colin", "Mawson"), gender: "male", role: ("police-sergeant", "Mental health liaison sergeant"), specialty: POLICE_MH },
-    StaffDef { id: wk::HOUSING_CASEWORKER, org: wk::ORG_HOUSING, name: ("Ms", "Paula", "Dinsdale"), gender: "female", role: ("housing-caseworker", "Housing caseworker"), specialty: HOUSING },
-    StaffDef { id: "prac-kettlebeck-homes-02", org: wk::ORG_HOUSING, name: ("Mr", "Yusuf", "Chaudhry"), gender: "male", role: ("tenancy-support-officer", "Tenancy support officer"), specialty: HOUSING },
-    StaffDef { id: "prac-kettlebeck-homes-03", org: wk::ORG_HOUSING, name: ("Ms", "Orla", "Brennan"), gender: "female", role: ("neighbourhood-officer", "Neighbourhood officer"), specialty: HOUSING },
-    StaffDef { id: wk::PATHWAYS_WORKER, org: wk::ORG_PATHWAYS, name: ("Ms", "Kirsty", "Ambler"), gender: "female", role: ("pathways-worker", "Pathways support worker"), specialty: PEER },
-    StaffDef { id: "prac-minsterford-pathways-02", org: wk::ORG_PATHWAYS, name: ("Mr", "Dale", "Whitaker"), gender: "male", role: ("peer-mentor", "Peer mentor"), specialty: PEER },
-    StaffDef { id: "prac-minsterford-pathways-03", org: wk::ORG_PATHWAYS, name: ("Ms", "Harriet", "Coverdale"), gender: "female", role: ("service-manager", "Service manager"), specialty: PEER },
-    StaffDef { id: "prac-vale-befrienders-01", org: wk::ORG_BEFRIENDERS, name: ("Mrs", "Jean", "Featherstone"), gender: "female", role: ("volunteer-coordinator", "Volunteer coordinator"), specialty: BEFRIEND },
-    StaffDef { id: "prac-vale-befrienders-02", org: wk::ORG_BEFRIENDERS, name: ("Mr", "Reuben", "Hatfield"), gender: "male", role: ("befriender", "Befriender"), specialty: BEFRIEND },
-    StaffDef { id: "prac-vale-befrienders-03", org: wk::ORG_BEFRIENDERS, name: ("Ms", "Lorna", "Sowerby"), gender: "female", role: ("befriender", "Befriender"), specialty: BEFRIEND },
+    StaffDef {
+        id: wk::ED_NURSE,
+        org: wk::ORG_HOSPITAL_ED,
+        name: ("Mr", "Callum", "Brightside"),
+        gender: "male",
+        role: ("ed-nurse", "Emergency department nurse"),
+        specialty: ED,
+    },
+    StaffDef {
+        id: "prac-minsterford-hospital-02",
+        org: wk::ORG_HOSPITAL_ED,
+        name: ("Dr", "Anika", "Sorensen"),
+        gender: "female",
+        role: ("ed-consultant", "Emergency medicine consultant"),
+        specialty: ED,
+    },
+    StaffDef {
+        id: "prac-minsterford-hospital-03",
+        org: wk::ORG_HOSPITAL_ED,
+        name: ("Ms", "Hollie", "Tranmere"),
+        gender: "female",
+        role: ("ed-nurse", "Emergency department nurse"),
+        specialty: ED,
+    },
+    StaffDef {
+        id: "prac-minsterford-hospital-04",
+        org: wk::ORG_HOSPITAL,
+        name: ("Mr", "Desmond", "Achterberg"),
+        gender: "male",
+        role: ("liaison-psychiatry-nurse", "Liaison psychiatry nurse"),
+        specialty: MH,
+    },
+    StaffDef {
+        id: "prac-minsterford-hospital-05",
+        org: wk::ORG_HOSPITAL,
+        name: ("Ms", "Rosalind", "Quarmby"),
+        gender: "female",
+        role: ("discharge-coordinator", "Discharge coordinator"),
+        specialty: ("acute-medicine", "Acute medicine"),
+    },
+    StaffDef {
+        id: wk::JOE_GP,
+        org: wk::ORG_GP_ASHGROVE,
+        name: ("Dr", "Helen", "Varley"),
+        gender: "female",
+        role: ("gp", "General practitioner"),
+        specialty: GP,
+    },
+    StaffDef {
+        id: "prac-gp-ashgrove-02",
+        org: wk::ORG_GP_ASHGROVE,
+        name: ("Dr", "Rajesh", "Mistry"),
+        gender: "male",
+        role: ("gp", "General practitioner"),
+        specialty: GP,
+    },
+    StaffDef {
+        id: "prac-gp-ashgrove-03",
+        org: wk::ORG_GP_ASHGROVE,
+        name: ("Ms", "Tanya", "Blakey"),
+        gender: "female",
+        role: ("practice-nurse", "Practice nurse"),
+        specialty: GP,
+    },
+    StaffDef {
+        id: "prac-gp-riverside-01",
+        org: wk::ORG_GP_RIVERSIDE,
+        name: ("Dr", "Owen", "Pritchett"),
+        gender: "male",
+        role: ("gp", "General practitioner"),
+        specialty: GP,
+    },
+    StaffDef {
+        id: "prac-gp-riverside-02",
+        org: wk::ORG_GP_RIVERSIDE,
+        name: ("Dr", "Farah", "Qureshi"),
+        gender: "female",
+        role: ("gp", "General practitioner"),
+        specialty: GP,
+    },
+    StaffDef {
+        id: "prac-gp-riverside-03",
+        org: wk::ORG_GP_RIVERSIDE,
+        name: ("Mr", "Liam", "Stockdale"),
+        gender: "male",
+        role: ("practice-nurse", "Practice nurse"),
+        specialty: GP,
+    },
+    StaffDef {
+        id: "prac-gp-millfield-01",
+        org: wk::ORG_GP_MILLFIELD,
+        name: ("Dr", "Miriam", "Cawood"),
+        gender: "female",
+        role: ("gp", "General practitioner"),
+        specialty: GP,
+    },
+    StaffDef {
+        id: "prac-gp-millfield-02",
+        org: wk::ORG_GP_MILLFIELD,
+        name: ("Dr", "Simon", "Ellerby"),
+        gender: "male",
+        role: ("gp", "General practitioner"),
+        specialty: GP,
+    },
+    StaffDef {
+        id: "prac-gp-millfield-03",
+        org: wk::ORG_GP_MILLFIELD,
+        name: ("Ms", "Gwen", "Halloran"),
+        gender: "female",
+        role: ("practice-nurse", "Practice nurse"),
+        specialty: GP,
+    },
+    StaffDef {
+        id: wk::JOE_CARE_COORDINATOR,
+        org: wk::ORG_MH_TRUST,
+        name: ("Ms", "Ruth", "Oyelaran"),
+        gender: "female",
+        role: ("care-coordinator", "Care coordinator"),
+        specialty: MH,
+    },
+    StaffDef {
+        id: "prac-vale-mh-trust-02",
+        org: wk::ORG_MH_TRUST,
+        name: ("Mr", "Stuart", "Fenwick"),
+        gender: "male",
+        role: ("care-coordinator", "Care coordinator"),
+        specialty: MH,
+    },
+    StaffDef {
+        id: "prac-vale-mh-trust-03",
+        org: wk::ORG_MH_TRUST,
+        name: ("Dr", "Leena", "Varghese"),
+        gender: "female",
+        role: ("consultant-psychiatrist", "Consultant psychiatrist"),
+        specialty: MH,
+    },
+    StaffDef {
+        id: wk::CRISIS_WORKER,
+        org: wk::ORG_CRISIS_TEAM,
+        name: ("Mr", "Aaron", "Whitlock"),
+        gender: "male",
+        role: ("crisis-worker", "Crisis team practitioner"),
+        specialty: CRISIS,
+    },
+    StaffDef {
+        id: "prac-vale-mh-trust-05",
+        org: wk::ORG_CRISIS_TEAM,
+        name: ("Ms", "Bethan", "Llewellyn"),
+        gender: "female",
+        role: ("crisis-worker", "Crisis team practitioner"),
+        specialty: CRISIS,
+    },
+    StaffDef {
+        id: "prac-vale-mh-trust-06",
+        org: wk::ORG_CRISIS_TEAM,
+        name: ("Ms", "Nkechi", "Ardern"),
+        gender: "female",
+        role: ("team-manager", "Crisis team manager"),
+        specialty: CRISIS,
+    },
+    StaffDef {
+        id: wk::PARAMEDIC,
+        org: wk::ORG_AMBULANCE,
+        name: ("Mr", "Gethin", "Parry"),
+        gender: "male",
+        role: ("paramedic", "Paramedic"),
+        specialty: PREHOSP,
+    },
+    StaffDef {
+        id: "prac-northvale-ambulance-02",
+        org: wk::ORG_AMBULANCE,
+        name: ("Ms", "Kerry", "Lofthouse"),
+        gender: "female",
+        role: ("mental-health-paramedic", "Mental health paramedic"),
+        specialty: PREHOSP,
+    },
+    StaffDef {
+        id: "prac-northvale-ambulance-03",
+        org: wk::ORG_AMBULANCE,
+        name: ("Mr", "Jordan", "Eastwood"),
+        gender: "male",
+        role: ("emergency-care-assistant", "Emergency care assistant"),
+        specialty: PREHOSP,
+    },
+    StaffDef {
+        id: wk::SOCIAL_WORKER,
+        org: wk::ORG_SOCIAL_CARE,
+        name: ("Ms", "Donna", "Akhtar"),
+        gender: "female",
+        role: ("social-worker", "Social worker"),
+        specialty: ASC,
+    },
+    StaffDef {
+        id: "prac-minsterford-council-asc-02",
+        org: wk::ORG_SOCIAL_CARE,
+        name: ("Mr", "Philip", "Garside"),
+        gender: "male",
+        role: ("social-worker", "Social worker"),
+        specialty: ASC,
+    },
+    StaffDef {
+        id: "prac-minsterford-council-asc-03",
+        org: wk::ORG_SOCIAL_CARE,
+        name: ("Ms", "Imogen", "Threlfall"),
+        gender: "female",
+        role: ("occupational-therapist", "Occupational therapist"),
+        specialty: ASC,
+    },
+    StaffDef {
+        id: "prac-minsterford-council-asc-04",
+        org: wk::ORG_SOCIAL_CARE,
+        name: ("Mr", "Adrian", "Kilburn"),
+        gender: "male",
+        role: ("care-manager", "Care manager"),
+        specialty: ASC,
+    },
+    StaffDef {
+        id: wk::POLICE_LIAISON_OFFICER,
+        org: wk::ORG_POLICE_MH_LIAISON,
+        name: ("PC", "Martin", "Holgate"),
+        gender: "male",
+        role: ("police-liaison-officer", "Police mental health liaison officer"),
+        specialty: POLICE_MH,
+    },
+    StaffDef {
+        id: "prac-northvale-police-02",
+        org: wk::ORG_POLICE_MH_LIAISON,
+        name: ("PC", "Sian", "Redfearn"),
+        gender: "female",
+        role: ("police-liaison-officer", "Police mental health liaison officer"),
+        specialty: POLICE_MH,
+    },
+    StaffDef {
+        id: "prac-northvale-police-03",
+        org: wk::ORG_POLICE_MH_LIAISON,
+        name: ("Sgt", "Colin", "Mawson"),
+        gender: "male",
+        role: ("police-sergeant", "Mental health liaison sergeant"),
+        specialty: POLICE_MH,
+    },
+    StaffDef {
+        id: wk::HOUSING_CASEWORKER,
+        org: wk::ORG_HOUSING,
+        name: ("Ms", "Paula", "Dinsdale"),
+        gender: "female",
+        role: ("housing-caseworker", "Housing caseworker"),
+        specialty: HOUSING,
+    },
+    StaffDef {
+        id: "prac-kettlebeck-homes-02",
+        org: wk::ORG_HOUSING,
+        name: ("Mr", "Yusuf", "Chaudhry"),
+        gender: "male",
+        role: ("tenancy-support-officer", "Tenancy support officer"),
+        specialty: HOUSING,
+    },
+    StaffDef {
+        id: "prac-kettlebeck-homes-03",
+        org: wk::ORG_HOUSING,
+        name: ("Ms", "Orla", "Brennan"),
+        gender: "female",
+        role: ("neighbourhood-officer", "Neighbourhood officer"),
+        specialty: HOUSING,
+    },
+    StaffDef {
+        id: wk::PATHWAYS_WORKER,
+        org: wk::ORG_PATHWAYS,
+        name: ("Ms", "Kirsty", "Ambler"),
+        gender: "female",
+        role: ("pathways-worker", "Pathways support worker"),
+        specialty: PEER,
+    },
+    StaffDef {
+        id: "prac-minsterford-pathways-02",
+        org: wk::ORG_PATHWAYS,
+        name: ("Mr", "Dale", "Whitaker"),
+        gender: "male",
+        role: ("peer-mentor", "Peer mentor"),
+        specialty: PEER,
+    },
+    StaffDef {
+        id: "prac-minsterford-pathways-03",
+        org: wk::ORG_PATHWAYS,
+        name: ("Ms", "Harriet", "Coverdale"),
+        gender: "female",
+        role: ("service-manager", "Service manager"),
+        specialty: PEER,
+    },
+    StaffDef {
+        id: "prac-vale-befrienders-01",
+        org: wk::ORG_BEFRIENDERS,
+        name: ("Mrs", "Jean", "Featherstone"),
+        gender: "female",
+        role: ("volunteer-coordinator", "Volunteer coordinator"),
+        specialty: BEFRIEND,
+    },
+    StaffDef {
+        id: "prac-vale-befrienders-02",
+        org: wk::ORG_BEFRIENDERS,
+        name: ("Mr", "Reuben", "Hatfield"),
+        gender: "male",
+        role: ("befriender", "Befriender"),
+        specialty: BEFRIEND,
+    },
+    StaffDef {
+        id: "prac-vale-befrienders-03",
+        org: wk::ORG_BEFRIENDERS,
+        name: ("Ms", "Lorna", "Sowerby"),
+        gender: "female",
+        role: ("befriender", "Befriender"),
+        specialty: BEFRIEND,
+    },
 ];
 
 /// Staff whose role is in `org_id` or in one of its teams.
@@ -384,10 +642,7 @@ pub fn staff_of(org_id: &str) -> impl Iterator<Item = &'static StaffDef> + '_ {
 
 /// Staff whose role is exactly in `org_id` (a partner or a team) and who have one of `roles`.
 pub fn staff_with(org_id: &str, roles: &[&str]) -> Vec<&'static StaffDef> {
-    STAFF
-        .iter()
-        .filter(|s| s.org == org_id && roles.contains(&s.role.0))
-        .collect()
+    STAFF.iter().filter(|s| s.org == org_id && roles.contains(&s.role.0)).collect()
 }
 
 /// Look a member of staff up by Practitioner id.

@@ -80,11 +80,7 @@ const OTHER_WEIGHTS: &[(&str, u32)] = &[
 ];
 
 fn weighted_other<R: Rng>(rng: &mut R, exclude: &[&str]) -> Option<&'static str> {
-    let total: u32 = OTHER_WEIGHTS
-        .iter()
-        .filter(|(id, _)| !exclude.contains(id))
-        .map(|(_, w)| w)
-        .sum();
+    let total: u32 = OTHER_WEIGHTS.iter().filter(|(id, _)| !exclude.contains(id)).map(|(_, w)| w).sum();
     if total == 0 {
         return None;
     }
@@ -104,10 +100,7 @@ pub fn random_address<R: Rng>(rng: &mut R) -> Address {
     let district = *pick(rng, districts);
     let street = format!("{} {}", pick(rng, names::STREETS), pick(rng, names::STREET_KINDS));
     let lines = if rng.random_bool(0.2) {
-        vec![
-            format!("Flat {}, {}", rng.random_range(1..40u32), pick(rng, names::BLOCKS)),
-            street,
-        ]
+        vec![format!("Flat {}, {}", rng.random_range(1..40u32), pick(rng, names::BLOCKS)), street]
     } else {
         vec![format!("{} {street}", rng.random_range(1..180u32))]
     };
@@ -173,7 +166,7 @@ pub fn random_person<R: Rng>(
         gender,
         given: *pick(rng, given_list),
         middle: rng.random_bool(0.35).then(|| *pick(rng, names::MIDDLE)),
-        family: pick(rng, names::FAMILY),
+        family: pick::<&str, _>(rng, names::FAMILY),
         birth: REFERENCE_DATE.add_days(-age_days),
         nhs: if rng.random_bool(0.995) { nhs_numbers.next(rng) } else { None },
         address: (!homeless).then(|| random_address(rng)),
@@ -221,12 +214,9 @@ fn choose_partners<R: Rng>(rng: &mut R, p: &mut Person) {
     };
     if p.tier == 3 {
         p.others = vec![wk::ORG_HOSPITAL, wk::ORG_AMBULANCE, wk::ORG_POLICE, wk::ORG_MH_TRUST];
-        for (id, prob) in [
-            (wk::ORG_SOCIAL_CARE, 0.5),
-            (wk::ORG_HOUSING, 0.35),
-            (wk::ORG_PATHWAYS, 0.6),
-            (wk::ORG_BEFRIENDERS, 0.15),
-        ] {
+        for (id, prob) in
+            [(wk::ORG_SOCIAL_CARE, 0.5), (wk::ORG_HOUSING, 0.35), (wk::ORG_PATHWAYS, 0.6), (wk::ORG_BEFRIENDERS, 0.15)]
+        {
             if rng.random_bool(prob) {
                 p.others.push(id);
             }
@@ -303,14 +293,7 @@ fn style(sector: Sector) -> Style {
             telecom: 0.5,
             ..base
         },
-        Sector::Housing => Style {
-            nickname: 0.15,
-            no_birth: 0.2,
-            nhs: 0.08,
-            old_address: 0.05,
-            middle: 0.2,
-            ..base
-        },
+        Sector::Housing => Style { nickname: 0.15, no_birth: 0.2, nhs: 0.08, old_address: 0.05, middle: 0.2, ..base },
         Sector::Voluntary => Style {
             nickname: 0.5,
             typo: 0.05,

@@ -46,8 +46,8 @@ pub fn to_millis(at: OffsetDateTime) -> i64 {
 
 /// Formats milliseconds since the epoch as a FHIR `instant` in UTC with millisecond precision.
 pub fn format_instant(millis: i64) -> String {
-    let at = OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let at =
+        OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         at.year(),
@@ -174,7 +174,10 @@ mod tests {
 
     #[test]
     fn times_honour_zone_and_precision() {
-        assert_eq!(range("2015-02-07T13:28:17-05:00"), ("2015-02-07T18:28:17.000Z".into(), "2015-02-07T18:28:17.999Z".into()));
+        assert_eq!(
+            range("2015-02-07T13:28:17-05:00"),
+            ("2015-02-07T18:28:17.000Z".into(), "2015-02-07T18:28:17.999Z".into())
+        );
         assert_eq!(range("2015-02-07T13:28Z"), ("2015-02-07T13:28:00.000Z".into(), "2015-02-07T13:28:59.999Z".into()));
         assert_eq!(range("2015-02-07T13:28:17.239+02:00").0, "2015-02-07T11:28:17.239Z");
         assert_eq!(range("2015-02-07T13:28:17.2Z").1, "2015-02-07T13:28:17.299Z");
@@ -182,7 +185,17 @@ mod tests {
 
     #[test]
     fn rejects_malformed_dates() {
-        for bad in ["", "21", "2021-13", "2021-02-30", "2021-1-01", "2021-01-01T25:00Z", "2021-01-01T10", "tomorrow", "2021-01-01T10:00+5"] {
+        for bad in [
+            "",
+            "21",
+            "2021-13",
+            "2021-02-30",
+            "2021-1-01",
+            "2021-01-01T25:00Z",
+            "2021-01-01T10",
+            "tomorrow",
+            "2021-01-01T10:00+5",
+        ] {
             assert!(parse_date_range(bad).is_err(), "{bad} should be rejected");
         }
     }

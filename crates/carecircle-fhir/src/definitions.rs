@@ -99,12 +99,13 @@ impl Definitions {
         // build defect, not a run-time condition: failing loudly at first use is right.
         let resource_types: BTreeSet<String> =
             serde_json::from_str(include_str!("../data/resource-types.json")).expect("resource-types.json is valid");
-        let params: Vec<SearchParamDef> =
-            serde_json::from_str(include_str!("../data/search-parameters.json")).expect("search-parameters.json is valid");
+        let params: Vec<SearchParamDef> = serde_json::from_str(include_str!("../data/search-parameters.json"))
+            .expect("search-parameters.json is valid");
         let element_types: HashMap<String, Vec<String>> =
             serde_json::from_str(include_str!("../data/element-types.json")).expect("element-types.json is valid");
         let patient_compartment: HashMap<String, Vec<String>> =
-            serde_json::from_str(include_str!("../data/compartment-patient.json")).expect("compartment-patient.json is valid");
+            serde_json::from_str(include_str!("../data/compartment-patient.json"))
+                .expect("compartment-patient.json is valid");
 
         let mut params_by_type: HashMap<String, Vec<Arc<SearchParamDef>>> = HashMap::new();
         for param in params {

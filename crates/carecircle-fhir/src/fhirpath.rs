@@ -17,7 +17,13 @@
 //! - `_id` and `_lastUpdated` are not indexed: they are served from storage columns.
 //! - composite and special parameters, and parameters without an expression, are not indexed.
 //! - quantity parameters index Quantity, Age, Duration, Count, Distance, SimpleQuantity and Money
-//!   (whose `currency` is the code); Range and SampledData values are not indexed.
+//!   (whose `currency` is the code), using `code` or else `unit`.
+//! - values with no sound index form for their parameter type are skipped: Range and
+//!   SampledData (quantity, number, date parameters), an Age or free text given as a date
+//!   (`Procedure.performed`, `Condition.onset`), an Attachment as a reference
+//!   (`Consent.source`), a Reference with only an `identifier`, and `#contained` references.
+//! - a `urn:uuid:` reference, and a canonical or uri in a reference parameter, are indexed with
+//!   their URL only (no target type or id).
 //! - a Bundle's `composition`/`message` (`Bundle.entry[0].resource`) index the first entry's
 //!   resource as the reference `Type/id`.
 //! - contained resources and primitive extensions (`_birthDate`) are never indexed.
@@ -177,7 +183,7 @@ impl Parser {
         token
     }
 
-    fn expect(&mut self, expected: &Token) -> Result<(), String> {
+    fn consume(&mut self, expected: &Token) -> Result<(), String> {
         match self.next() {
             Some(ref token) if token == expected => Ok(()),
             other => Err(format!("expected {expected:?}, found {other:?}")),
@@ -269,7 +275,7 @@ impl Parser {
                 Some(Token::LBracket) => {
                     self.pos += 1;
                     let index = self.or_expr()?;
-                    self.expect(&Token::RBracket)?;
+                    self.consume(&Token::RBracket)?;
                     lhs = Ast::Index(Box::new(lhs), Box::new(index));
                 }
                 _ => return Ok(lhs),
@@ -282,7 +288,7 @@ impl Parser {
             Some(Token::LParen) => {
                 self.pos += 1;
                 let inner = self.or_expr()?;
-                self.expect(&Token::RParen)?;
+                self.consume(&Token::RParen)?;
                 Ok(inner)
             }
             Some(Token::Str(_)) | Some(Token::Int(_)) => match self.next() {
@@ -360,23 +366,18 @@ enum TypeKind {
 
 fn type_kind(type_code: &str) -> TypeKind {
     match type_code {
-        "string" | "markdown" | "code" | "id" | "System.String" | "xhtml" | "base64Binary" => {
-            TypeKind::Text
-        }
+        "string" | "markdown" | "code" | "id" | "System.String" | "xhtml" | "base64Binary" => TypeKind::Text,
         "uri" | "url" | "canonical" | "oid" | "uuid" => TypeKind::Uri,
         "boolean" | "System.Boolean" => TypeKind::Boolean,
         "date" | "dateTime" | "instant" | "System.Date" | "System.DateTime" => TypeKind::DateTime,
-        "integer" | "decimal" | "positiveInt" | "unsignedInt" | "System.Integer"
-        | "System.Decimal" => TypeKind::Number,
+        "integer" | "decimal" | "positiveInt" | "unsignedInt" | "System.Integer" | "System.Decimal" => TypeKind::Number,
         "HumanName" => TypeKind::HumanName,
         "Address" => TypeKind::Address,
         "ContactPoint" => TypeKind::ContactPoint,
         "Identifier" => TypeKind::Identifier,
         "Coding" => TypeKind::Coding,
         "CodeableConcept" => TypeKind::CodeableConcept,
-        "Quantity" | "Age" | "Duration" | "Count" | "Distance" | "SimpleQuantity" => {
-            TypeKind::Quantity
-        }
+        "Quantity" | "Age" | "Duration" | "Count" | "Distance" | "SimpleQuantity" => TypeKind::Quantity,
         "Money" => TypeKind::Money,
         "Period" => TypeKind::Period,
         "Timing" => TypeKind::Timing,
@@ -419,17 +420,37 @@ enum Node {
     Str(String),
     Bool(bool),
     Int(i64),
-    Child { src: Box<Node>, rules: Vec<NavRule> },
-    Index { src: Box<Node>, index: Box<Node> },
-    Where { src: Box<Node>, cond: Box<Node> },
+    Child {
+        src: Box<Node>,
+        rules: Vec<NavRule>,
+    },
+    Index {
+        src: Box<Node>,
+        index: Box<Node>,
+    },
+    Where {
+        src: Box<Node>,
+        cond: Box<Node>,
+    },
     /// Keep the nodes whose static type is one of `ctxs`, or (for resources and resolved
     /// references) whose runtime type is `type_name`.
-    OfType { src: Box<Node>, ctxs: Vec<CtxId>, type_name: String },
+    OfType {
+        src: Box<Node>,
+        ctxs: Vec<CtxId>,
+        type_name: String,
+    },
     Exists(Box<Node>),
     Resolve(Box<Node>),
-    Is { src: Box<Node>, type_name: String },
+    Is {
+        src: Box<Node>,
+        type_name: String,
+    },
     Union(Vec<Node>),
-    Equals { lhs: Box<Node>, rhs: Box<Node>, negated: bool },
+    Equals {
+        lhs: Box<Node>,
+        rhs: Box<Node>,
+        negated: bool,
+    },
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
 }
@@ -456,11 +477,7 @@ impl Compiler<'_> {
         if let Some(pos) = self.ctxs.iter().position(|c| c.path == path && c.type_code == type_code) {
             return pos as CtxId;
         }
-        self.ctxs.push(Ctx {
-            path: path.to_string(),
-            type_code: type_code.to_string(),
-            kind: type_kind(type_code),
-        });
+        self.ctxs.push(Ctx { path: path.to_string(), type_code: type_code.to_string(), kind: type_kind(type_code) });
         (self.ctxs.len() - 1) as CtxId
     }
 
@@ -481,7 +498,10 @@ impl Compiler<'_> {
         let mut rules = Vec::new();
         for &from in inputs {
             let ctx = &self.ctxs[from as usize];
-            if matches!(ctx.kind, TypeKind::Text | TypeKind::Uri | TypeKind::Boolean | TypeKind::DateTime | TypeKind::Number) {
+            if matches!(
+                ctx.kind,
+                TypeKind::Text | TypeKind::Uri | TypeKind::Boolean | TypeKind::DateTime | TypeKind::Number
+            ) {
                 continue;
             }
             let child_path = format!("{}.{}", ctx.path, name);
@@ -568,7 +588,13 @@ impl Compiler<'_> {
     }
 
     /// Compiles the invocation `inv` (an identifier or a function call) applied to `src`.
-    fn invocation(&mut self, src: Node, src_ctxs: &[CtxId], at_root: bool, inv: &Ast) -> Result<(Node, Vec<CtxId>), String> {
+    fn invocation(
+        &mut self,
+        src: Node,
+        src_ctxs: &[CtxId],
+        at_root: bool,
+        inv: &Ast,
+    ) -> Result<(Node, Vec<CtxId>), String> {
         match inv {
             Ast::Ident(name) if name == "$this" => Ok((src, src_ctxs.to_vec())),
             Ast::Ident(name) if at_root && name.starts_with(|c: char| c.is_ascii_uppercase()) => {
@@ -613,7 +639,8 @@ impl Compiler<'_> {
                         if ctxs.is_empty() && !dynamic {
                             return Err(format!("ofType({type_name}) never matches here"));
                         }
-                        let node = Node::OfType { src: Box::new(src), ctxs: ctxs.clone(), type_name: type_name.clone() };
+                        let node =
+                            Node::OfType { src: Box::new(src), ctxs: ctxs.clone(), type_name: type_name.clone() };
                         Ok((node, ctxs))
                     }
                     ("exists", []) => Ok((Node::Exists(Box::new(src)), Vec::new())),
@@ -705,9 +732,11 @@ impl<'a> CompiledParam {
                 let mut input = Vec::new();
                 let items = self.source(src, focus, &mut input);
                 for item in items {
-                    let Item::Node(Value::Object(map), ctx) = *item else { continue };
+                    let Item::Node(Value::Object(map), ctx) = *item else {
+                        continue;
+                    };
                     for rule in rules.iter().filter(|r| r.from == ctx) {
-                        match map.get(&rule.key) {
+                        match field_of(map, &rule.key) {
                             Some(Value::Array(values)) => {
                                 out.extend(values.iter().filter(|v| !v.is_null()).map(|v| Item::Node(v, rule.to)));
                             }
@@ -857,12 +886,10 @@ impl<'a> CompiledParam {
     fn runtime_type(&self, value: &'a Value, ctx: CtxId) -> Option<&'a str> {
         match self.ctxs[ctx as usize].kind {
             TypeKind::Resource => value.get("resourceType").and_then(Value::as_str),
-            TypeKind::Reference => value
-                .get("reference")
-                .and_then(Value::as_str)
+            TypeKind::Reference => str_field(value, "reference")
                 .and_then(split_reference)
                 .map(|(t, _)| t)
-                .or_else(|| value.get("type").and_then(Value::as_str)),
+                .or_else(|| str_field(value, "type")),
             TypeKind::Uri | TypeKind::Text => value.as_str().and_then(split_reference).map(|(t, _)| t),
             _ => None,
         }
@@ -932,8 +959,22 @@ fn split_reference(reference: &str) -> Option<(&str, &str)> {
 // Conversion to index values
 // ---------------------------------------------------------------------------------------------
 
+/// `map[key]`: a linear scan for the small objects FHIR data is mostly made of (cheaper than
+/// hashing the key), a hash lookup for larger ones.
+fn field_of<'v>(map: &'v serde_json::Map<String, Value>, key: &str) -> Option<&'v Value> {
+    if map.len() <= 12 {
+        map.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    } else {
+        map.get(key)
+    }
+}
+
+fn field<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
+    value.as_object().and_then(|map| field_of(map, key))
+}
+
 fn str_field<'v>(value: &'v Value, key: &str) -> Option<&'v str> {
-    value.get(key).and_then(Value::as_str)
+    field(value, key).and_then(Value::as_str)
 }
 
 fn push_string(out: &mut Vec<IndexValue>, text: &str) {
@@ -945,10 +986,26 @@ fn push_string(out: &mut Vec<IndexValue>, text: &str) {
 
 /// Each string of `value[key]`, whether it holds one string or an array of them.
 fn strings<'v>(value: &'v Value, key: &str) -> impl Iterator<Item = &'v str> {
-    let field = value.get(key);
-    let single = field.and_then(Value::as_str);
-    let many = field.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str);
+    strings_in(field(value, key))
+}
+
+/// Each string of a value holding one string or an array of them.
+fn strings_in(value: Option<&Value>) -> impl Iterator<Item = &str> {
+    let single = value.and_then(Value::as_str);
+    let many = value.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str);
     single.into_iter().chain(many)
+}
+
+/// Each string of the fields `keys` of an object, in document order.
+fn push_strings_of(out: &mut Vec<IndexValue>, value: &Value, keys: &[&str]) {
+    let Some(map) = value.as_object() else { return };
+    for (key, part) in map {
+        if keys.contains(&key.as_str()) {
+            for text in strings_in(Some(part)) {
+                push_string(out, text);
+            }
+        }
+    }
 }
 
 fn coding_token(coding: &Value) -> Option<IndexValue> {
@@ -986,7 +1043,7 @@ fn period_range(period: &Value) -> Option<DateRange> {
 
 fn timing_range(timing: &Value) -> Option<DateRange> {
     let events = strings(timing, "event").filter_map(|e| parse_date_range(e).ok()).reduce(DateRange::union);
-    events.or_else(|| timing.get("repeat").and_then(|r| r.get("boundsPeriod")).and_then(period_range))
+    events.or_else(|| field(timing, "repeat").and_then(|r| field(r, "boundsPeriod")).and_then(period_range))
 }
 
 /// Converts one evaluation result to the index values of a parameter of type `kind`.
@@ -1009,18 +1066,11 @@ fn convert(kind: SearchParamType, item: &Item<'_>, ctxs: &[Ctx], out: &mut Vec<I
                 }
             }
             TypeKind::HumanName => {
-                for key in ["text", "family", "given", "prefix", "suffix"] {
-                    for text in strings(value, key) {
-                        push_string(out, text);
-                    }
-                }
+                push_strings_of(out, value, &["text", "family", "given", "prefix", "suffix"]);
             }
             TypeKind::Address => {
-                for key in ["line", "city", "district", "state", "postalCode", "country", "text"] {
-                    for text in strings(value, key) {
-                        push_string(out, text);
-                    }
-                }
+                let keys = ["line", "city", "district", "state", "postalCode", "country", "text"];
+                push_strings_of(out, value, &keys);
             }
             _ => {}
         },
@@ -1037,7 +1087,7 @@ fn convert(kind: SearchParamType, item: &Item<'_>, ctxs: &[Ctx], out: &mut Vec<I
             }
             TypeKind::Coding => out.extend(coding_token(value)),
             TypeKind::CodeableConcept => {
-                if let Some(codings) = value.get("coding").and_then(Value::as_array) {
+                if let Some(codings) = field(value, "coding").and_then(Value::as_array) {
                     out.extend(codings.iter().filter_map(coding_token));
                 }
             }
@@ -1098,7 +1148,7 @@ fn convert(kind: SearchParamType, item: &Item<'_>, ctxs: &[Ctx], out: &mut Vec<I
                 TypeKind::Money => "currency",
                 _ => return,
             };
-            if let Some(amount) = value.get("value").and_then(number) {
+            if let Some(amount) = field(value, "value").and_then(number) {
                 out.push(IndexValue::Quantity {
                     value: amount,
                     system: str_field(value, "system").map(str::to_string),
@@ -1148,3 +1198,517 @@ pub(crate) fn extract(resource: &Value) -> Vec<IndexEntry> {
     entries
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::date::format_instant;
+    use serde_json::json;
+
+    const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fhir-r4-examples");
+
+    fn example(name: &str) -> Value {
+        let text = std::fs::read_to_string(format!("{EXAMPLES}/{name}")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn values<'e>(entries: &'e [IndexEntry], param: &str) -> Vec<&'e IndexValue> {
+        entries.iter().filter(|e| e.param == param).map(|e| &e.value).collect()
+    }
+
+    fn normalized(entries: &[IndexEntry], param: &str) -> Vec<String> {
+        values(entries, param)
+            .into_iter()
+            .filter_map(|v| match v {
+                IndexValue::String { normalized, .. } => Some(normalized.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn token(system: Option<&str>, code: &str) -> IndexValue {
+        IndexValue::Token { system: system.map(str::to_string), code: code.to_string() }
+    }
+
+    fn reference(target_type: &str, target_id: &str, url: &str) -> IndexValue {
+        IndexValue::Reference {
+            target_type: Some(target_type.to_string()),
+            target_id: Some(target_id.to_string()),
+            url: url.to_string(),
+        }
+    }
+
+    fn date(value: &IndexValue) -> (String, String) {
+        match value {
+            IndexValue::Date(range) => (format_instant(range.start), format_instant(range.end)),
+            other => panic!("not a date: {other:?}"),
+        }
+    }
+
+    /// Whether [`convert`] produces values for a static result type, by parameter type.
+    fn converts(kind: SearchParamType, type_kind: TypeKind) -> bool {
+        use TypeKind as T;
+        match kind {
+            SearchParamType::String => {
+                matches!(type_kind, T::Text | T::Uri | T::HumanName | T::Address)
+            }
+            SearchParamType::Token => matches!(
+                type_kind,
+                T::Text | T::Uri | T::Boolean | T::Coding | T::CodeableConcept | T::Identifier | T::ContactPoint
+            ),
+            SearchParamType::Reference => {
+                matches!(type_kind, T::Reference | T::Uri | T::Text | T::Resource)
+            }
+            SearchParamType::Date => matches!(type_kind, T::DateTime | T::Period | T::Timing),
+            SearchParamType::Number => type_kind == T::Number,
+            SearchParamType::Quantity => matches!(type_kind, T::Quantity | T::Money),
+            SearchParamType::Uri => matches!(type_kind, T::Uri | T::Text),
+            SearchParamType::Composite | SearchParamType::Special => false,
+        }
+    }
+
+    #[test]
+    fn every_r4_expression_parses_and_compiles_for_every_base_type() {
+        let defs = definitions();
+        let all: Vec<SearchParamDef> = serde_json::from_str(include_str!("../data/search-parameters.json")).unwrap();
+        assert_eq!(all.len(), 1378);
+        let mut failures = Vec::new();
+        let mut compiled_count = 0;
+        for param in &all {
+            let Some(expression) = param.expression.as_deref() else {
+                assert!(
+                    ["_text", "_content", "_query"].contains(&param.code.as_str()),
+                    "{} has no expression",
+                    param.code
+                );
+                continue;
+            };
+            assert!(Parser::parse(expression).is_ok(), "{} does not parse: {expression}", param.url);
+            let bases: Vec<&str> = if param.base.iter().any(|b| b == "Resource" || b == "DomainResource") {
+                defs.resource_types().collect()
+            } else {
+                param.base.iter().map(String::as_str).collect()
+            };
+            for base in bases {
+                match compile_param(base, param) {
+                    Ok(compiled) => {
+                        compiled_count += 1;
+                        // Every parameter yields something for its own base type.
+                        assert!(!matches!(compiled.root, Node::Empty), "{} is empty for {base}", param.url);
+                    }
+                    Err(error) => failures.push(format!("{base} {}: {error} ({expression})", param.code)),
+                }
+            }
+        }
+        assert!(failures.is_empty(), "expressions that do not compile:\n{}", failures.join("\n"));
+        assert!(compiled_count > 2_500, "compiled {compiled_count}");
+        // And the shared cache holds every indexed parameter of every type.
+        for resource_type in defs.resource_types() {
+            let expected = defs.search_params(resource_type).iter().filter(|p| is_indexed(p)).count();
+            assert_eq!(compiled()[resource_type].len(), expected, "{resource_type}");
+        }
+    }
+
+    #[test]
+    fn every_result_type_converts_except_the_documented_ones() {
+        let defs = definitions();
+        let mut unconverted = std::collections::BTreeSet::new();
+        for resource_type in defs.resource_types() {
+            for param in defs.search_params(resource_type).iter().filter(|p| is_indexed(p)) {
+                let compiled = compile_param(resource_type, param).unwrap();
+                if compiled.out_ctxs.is_empty() {
+                    // Boolean results (Patient.deceased) are tokens.
+                    assert_eq!(param.kind, SearchParamType::Token, "{resource_type} {}", param.code);
+                }
+                for &ctx in &compiled.out_ctxs {
+                    let ctx = &compiled.ctxs[ctx as usize];
+                    if !converts(param.kind, ctx.kind) {
+                        unconverted.insert((param.kind.code(), ctx.type_code.clone()));
+                    }
+                }
+            }
+        }
+        // Range, SampledData, Attachment, an Age as a date and a free-text string as a date
+        // have no sound index value of the parameter's type; everything else converts.
+        let documented: std::collections::BTreeSet<(&str, String)> = [
+            ("date", "Age"),
+            ("date", "Range"),
+            ("date", "string"),
+            ("number", "Range"),
+            ("quantity", "Range"),
+            ("quantity", "SampledData"),
+            ("reference", "Attachment"),
+        ]
+        .into_iter()
+        .map(|(k, t)| (k, t.to_string()))
+        .collect();
+        assert_eq!(unconverted, documented);
+    }
+
+    #[test]
+    fn every_official_example_extracts() {
+        let mut files: Vec<_> = std::fs::read_dir(EXAMPLES).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        let json_files: Vec<_> = files.iter().filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+        assert_eq!(json_files.len(), 590);
+        let mut total = 0;
+        let mut empty = Vec::new();
+        for path in json_files {
+            let resource: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let entries = extract(&resource);
+            let resource_type = resource["resourceType"].as_str().unwrap();
+            for entry in &entries {
+                let param = definitions().search_param(resource_type, &entry.param).unwrap();
+                assert!(param.kind.is_supported() && entry.param != "_id" && entry.param != "_lastUpdated");
+                let kind_matches = matches!(
+                    (&entry.value, param.kind),
+                    (IndexValue::String { .. }, SearchParamType::String)
+                        | (IndexValue::Token { .. }, SearchParamType::Token)
+                        | (IndexValue::Reference { .. }, SearchParamType::Reference)
+                        | (IndexValue::Date(_), SearchParamType::Date)
+                        | (IndexValue::Number(_), SearchParamType::Number)
+                        | (IndexValue::Quantity { .. }, SearchParamType::Quantity)
+                        | (IndexValue::Uri(_), SearchParamType::Uri)
+                );
+                assert!(kind_matches, "{}: {entry:?} for a {} parameter", path.display(), param.kind.code());
+                if let IndexValue::Date(range) = &entry.value {
+                    assert!(range.start <= range.end, "{}: {entry:?}", path.display());
+                }
+            }
+            if entries.is_empty() {
+                empty.push(path.file_name().unwrap().to_string_lossy().to_string());
+            }
+            total += entries.len();
+        }
+        // Nearly every example carries the HTEST tag or some indexed element.
+        assert!(empty.len() < 10, "examples without any index entry: {empty:?}");
+        assert!(total > 5_000, "only {total} entries");
+    }
+
+    #[test]
+    fn patient_example() {
+        let entries = extract(&example("patient-example.json"));
+        assert_eq!(normalized(&entries, "family"), ["chalmers", "windsor"]);
+        assert_eq!(normalized(&entries, "given"), ["peter", "james", "jim"]);
+        let name = normalized(&entries, "name");
+        assert!(name.contains(&"chalmers".to_string()) && name.contains(&"jim".to_string()), "{name:?}");
+        assert!(values(&entries, "family")
+            .contains(&&IndexValue::String { normalized: "chalmers".into(), exact: "Chalmers".into() }));
+        let birthdate = values(&entries, "birthdate");
+        assert_eq!(birthdate.len(), 1);
+        assert_eq!(date(birthdate[0]), ("1974-12-25T00:00:00.000Z".into(), "1974-12-25T23:59:59.999Z".into()));
+        assert_eq!(values(&entries, "identifier"), [&token(Some("urn:oid:1.2.36.146.595.217.0.1"), "12345")]);
+        assert_eq!(values(&entries, "gender"), [&token(None, "male")]);
+        assert_eq!(values(&entries, "active"), [&token(None, "true")]);
+        assert_eq!(values(&entries, "deceased"), [&token(None, "false")]);
+        assert!(values(&entries, "death-date").is_empty());
+        assert_eq!(
+            values(&entries, "phone"),
+            [&token(None, "(03) 5555 6473"), &token(None, "(03) 3410 5613"), &token(None, "(03) 5555 8834")]
+        );
+        assert!(values(&entries, "email").is_empty());
+        // `telecom` includes every ContactPoint with a value.
+        assert_eq!(values(&entries, "telecom").len(), 3);
+        assert_eq!(normalized(&entries, "address-city"), ["pleasantville"]);
+        assert_eq!(normalized(&entries, "address-postalcode"), ["3999"]);
+        assert!(normalized(&entries, "address").contains(&"534 erewhon st".to_string()));
+        assert_eq!(values(&entries, "organization"), [&reference("Organization", "1", "Organization/1")]);
+        assert_eq!(
+            values(&entries, "_tag"),
+            [&token(Some("http://terminology.hl7.org/CodeSystem/v3-ActReason"), "HTEST")]
+        );
+        // Served from storage columns, not indexed.
+        assert!(values(&entries, "_id").is_empty() && values(&entries, "_lastUpdated").is_empty());
+        // The contact's name is not the patient's name; primitive extensions are ignored.
+        assert!(!normalized(&entries, "name").iter().any(|n| n.contains("marche")));
+    }
+
+    #[test]
+    fn observation_example() {
+        let entries = extract(&example("observation-example.json"));
+        assert_eq!(values(&entries, "subject"), [&reference("Patient", "example", "Patient/example")]);
+        assert_eq!(values(&entries, "patient"), [&reference("Patient", "example", "Patient/example")]);
+        assert_eq!(values(&entries, "encounter"), [&reference("Encounter", "example", "Encounter/example")]);
+        let code = values(&entries, "code");
+        assert_eq!(code.len(), 4);
+        assert_eq!(code[0], &token(Some("http://loinc.org"), "29463-7"));
+        assert_eq!(code[2], &token(Some("http://snomed.info/sct"), "27113001"));
+        let quantity = IndexValue::Quantity {
+            value: 185.0,
+            system: Some("http://unitsofmeasure.org".into()),
+            code: Some("[lb_av]".into()),
+        };
+        assert_eq!(values(&entries, "value-quantity"), [&quantity]);
+        assert_eq!(values(&entries, "combo-value-quantity"), [&quantity]);
+        assert!(values(&entries, "value-concept").is_empty() && values(&entries, "value-string").is_empty());
+        let dates = values(&entries, "date");
+        assert_eq!(dates.len(), 1);
+        assert_eq!(date(dates[0]), ("2016-03-28T00:00:00.000Z".into(), "2016-03-28T23:59:59.999Z".into()));
+        assert_eq!(
+            values(&entries, "category"),
+            [&token(Some("http://terminology.hl7.org/CodeSystem/observation-category"), "vital-signs")]
+        );
+        assert_eq!(values(&entries, "status"), [&token(None, "final")]);
+    }
+
+    #[test]
+    fn observation_components_and_profiles() {
+        let entries = extract(&example("observation-example-bloodpressure.json"));
+        let component = values(&entries, "component-value-quantity");
+        assert_eq!(component.len(), 2);
+        assert!(
+            matches!(component[0], IndexValue::Quantity { value, code: Some(code), .. } if *value == 107.0 && code == "mm[Hg]")
+        );
+        assert!(values(&entries, "value-quantity").is_empty());
+        assert_eq!(
+            values(&entries, "_profile"),
+            [&IndexValue::Uri("http://hl7.org/fhir/StructureDefinition/vitalsigns".into())]
+        );
+        // `basedOn` holds only an identifier: nothing to index as a reference.
+        assert!(values(&entries, "based-on").is_empty());
+        assert!(values(&entries, "component-code").contains(&&token(Some("http://loinc.org"), "8480-6")));
+    }
+
+    #[test]
+    fn periods_cover_their_bounds() {
+        let entries = extract(&example("encounter-example-home.json"));
+        let dates = values(&entries, "date");
+        assert_eq!(dates.len(), 1);
+        assert_eq!(date(dates[0]), ("2015-01-17T06:00:00.000Z".into(), "2015-01-17T06:30:00.999Z".into()));
+        // The contained Location is not indexed, and `#home` is not a searchable reference.
+        assert!(values(&entries, "location").is_empty());
+        assert_eq!(values(&entries, "practitioner"), [&reference("Practitioner", "example", "Practitioner/example")]);
+
+        let account = extract(&example("account-example.json"));
+        let period = values(&account, "period");
+        assert_eq!(date(period[0]), ("2016-01-01T00:00:00.000Z".into(), "2016-06-30T23:59:59.999Z".into()));
+
+        let open = extract(&json!({"resourceType": "Encounter", "period": {"start": "2020"}}));
+        assert_eq!(values(&open, "date"), [&IndexValue::Date(DateRange { start: 1_577_836_800_000, end: i64::MAX })]);
+        let open = extract(&json!({"resourceType": "Encounter", "period": {"end": "2021"}}));
+        assert_eq!(values(&open, "date"), [&IndexValue::Date(DateRange { start: i64::MIN, end: 1_640_995_199_999 })]);
+        let bad = extract(&json!({"resourceType": "Encounter", "period": {"start": "soon"}}));
+        assert!(values(&bad, "date").is_empty());
+    }
+
+    #[test]
+    fn timings_index_events_or_bounds() {
+        let request = json!({
+            "resourceType": "MedicationRequest",
+            "dosageInstruction": [
+                {"timing": {"event": ["2021-01-01", "2021-03-04T10:00:00Z"]}},
+                {"timing": {"repeat": {"boundsPeriod": {"start": "2022-05-01"}}}}
+            ]
+        });
+        let entries = extract(&request);
+        // MedicationRequest.date is `dosageInstruction.timing.event`: dateTime values.
+        let dates: Vec<_> = values(&entries, "date").into_iter().map(date).collect();
+        assert_eq!(dates.len(), 2);
+        assert_eq!(dates[1], ("2021-03-04T10:00:00.000Z".into(), "2021-03-04T10:00:00.999Z".into()));
+
+        let procedure = json!({"resourceType": "CarePlan", "activity": [{"detail": {"scheduledTiming": {"event": ["2021-01-01", "2021-03-04"]}}}, {"detail": {"scheduledTiming": {"repeat": {"boundsPeriod": {"start": "2022-05-01", "end": "2022-05-02"}}}}}]});
+        let entries = extract(&procedure);
+        let dates: Vec<_> = values(&entries, "activity-date").into_iter().map(date).collect();
+        assert_eq!(
+            dates,
+            [
+                ("2021-01-01T00:00:00.000Z".to_string(), "2021-03-04T23:59:59.999Z".to_string()),
+                ("2022-05-01T00:00:00.000Z".to_string(), "2022-05-02T23:59:59.999Z".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn resolve_is_filters_references_by_target_type() {
+        let account = extract(&example("account-example.json"));
+        assert_eq!(values(&account, "patient"), [&reference("Patient", "example", "Patient/example")]);
+        assert_eq!(values(&account, "owner"), [&reference("Organization", "hl7", "Organization/hl7")]);
+
+        let provenance = extract(&example("provenance-example.json"));
+        assert!(values(&provenance, "patient").is_empty());
+        assert_eq!(values(&provenance, "target"), [&reference("Procedure", "example", "Procedure/example/_history/1")]);
+        assert_eq!(
+            values(&provenance, "agent"),
+            [
+                &reference("Practitioner", "xcda-author", "Practitioner/xcda-author"),
+                &reference("Device", "software", "Device/software")
+            ]
+        );
+
+        let condition = json!({
+            "resourceType": "Condition",
+            "subject": {"reference": "Group/g1"},
+            "asserter": {"reference": "https://example.org/fhir/Patient/p9/_history/3"}
+        });
+        let entries = extract(&condition);
+        assert!(values(&entries, "patient").is_empty());
+        assert_eq!(values(&entries, "subject"), [&reference("Group", "g1", "Group/g1")]);
+        assert_eq!(
+            values(&entries, "asserter"),
+            [&reference("Patient", "p9", "https://example.org/fhir/Patient/p9/_history/3")]
+        );
+
+        // A reference whose type is only known from Reference.type still resolves.
+        let typed = json!({"resourceType": "Provenance", "target": [{"reference": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0", "type": "Patient"}]});
+        let entries = extract(&typed);
+        let unresolved = IndexValue::Reference {
+            target_type: None,
+            target_id: None,
+            url: "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0".into(),
+        };
+        assert_eq!(values(&entries, "patient"), [&unresolved]);
+        assert_eq!(values(&entries, "target"), [&unresolved]);
+    }
+
+    #[test]
+    fn where_system_selects_contact_points() {
+        let entries = extract(&example("practitionerrole-example.json"));
+        assert_eq!(values(&entries, "email"), [&token(None, "adam.southern@example.org")]);
+        assert_eq!(values(&entries, "phone"), [&token(None, "(03) 5555 6473")]);
+        assert_eq!(values(&entries, "telecom").len(), 2);
+        assert_eq!(values(&entries, "practitioner"), [&reference("Practitioner", "example", "Practitioner/example")]);
+
+        let practitioner = json!({"resourceType": "Practitioner", "telecom": [
+            {"system": "email", "value": "a@example.org"},
+            {"system": "phone", "value": "555"},
+            {"system": "email"}
+        ]});
+        let entries = extract(&practitioner);
+        assert_eq!(values(&entries, "email"), [&token(None, "a@example.org")]);
+        assert_eq!(values(&entries, "phone"), [&token(None, "555")]);
+    }
+
+    #[test]
+    fn choice_types_and_of_type() {
+        let condition = extract(&example("condition-example.json"));
+        let onset = values(&condition, "onset-date");
+        assert_eq!(date(onset[0]), ("2012-05-24T00:00:00.000Z".into(), "2012-05-24T23:59:59.999Z".into()));
+        assert!(values(&condition, "onset-info").is_empty());
+
+        let text_onset = extract(&json!({"resourceType": "Condition", "onsetString": "Since childhood"}));
+        assert_eq!(normalized(&text_onset, "onset-info"), ["since childhood"]);
+        assert!(values(&text_onset, "onset-date").is_empty());
+
+        let observation = extract(&json!({
+            "resourceType": "Observation",
+            "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "260385009"}], "text": "Negative"}
+        }));
+        assert_eq!(values(&observation, "value-concept"), [&token(Some("http://snomed.info/sct"), "260385009")]);
+        // `(Observation.value.ofType(CodeableConcept)).text`
+        assert_eq!(normalized(&observation, "value-string"), ["negative"]);
+        assert!(values(&observation, "value-quantity").is_empty());
+
+        let dead = extract(&json!({"resourceType": "Patient", "deceasedDateTime": "2015-02-14T13:42:00+10:00"}));
+        assert_eq!(values(&dead, "deceased"), [&token(None, "true")]);
+        assert_eq!(values(&dead, "death-date").len(), 1);
+        let alive = extract(&json!({"resourceType": "Patient"}));
+        assert_eq!(values(&alive, "deceased"), [&token(None, "false")]);
+        let dead = extract(&json!({"resourceType": "Patient", "deceasedBoolean": true}));
+        assert_eq!(values(&dead, "deceased"), [&token(None, "true")]);
+    }
+
+    #[test]
+    fn relation_types_canonicals_and_money() {
+        let library = extract(&json!({
+            "resourceType": "Library",
+            "url": "http://example.org/Library/lib|1.0",
+            "relatedArtifact": [
+                {"type": "depends-on", "resource": "http://example.org/Library/dep"},
+                {"type": "composed-of", "resource": "http://example.org/Library/part"}
+            ]
+        }));
+        let canonical = |url: &str| IndexValue::Reference { target_type: None, target_id: None, url: url.into() };
+        assert_eq!(values(&library, "depends-on"), [&canonical("http://example.org/Library/dep")]);
+        assert_eq!(values(&library, "composed-of"), [&canonical("http://example.org/Library/part")]);
+        assert_eq!(values(&library, "url"), [&IndexValue::Uri("http://example.org/Library/lib|1.0".into())]);
+
+        let claim =
+            extract(&json!({"resourceType": "ChargeItem", "priceOverride": {"value": 12.5, "currency": "EUR"}}));
+        assert_eq!(
+            values(&claim, "price-override"),
+            [&IndexValue::Quantity { value: 12.5, system: None, code: Some("EUR".into()) }]
+        );
+        let risk = extract(&json!({"resourceType": "RiskAssessment", "prediction": [{"probabilityDecimal": 0.25}]}));
+        assert_eq!(values(&risk, "probability"), [&IndexValue::Number(0.25)]);
+    }
+
+    #[test]
+    fn bundles_index_their_first_entry_and_not_their_content() {
+        let bundle = extract(&example("bundle-example.json"));
+        assert_eq!(values(&bundle, "type"), [&token(None, "searchset")]);
+        // Only Bundle parameters: nothing from the entries' own parameters.
+        assert!(bundle.iter().all(|e| definitions().search_param("Bundle", &e.param).is_some()));
+        let document = extract(&json!({
+            "resourceType": "Bundle",
+            "type": "document",
+            "entry": [{"resource": {"resourceType": "Composition", "id": "c1"}}, {"resource": {"resourceType": "Patient", "id": "p1"}}]
+        }));
+        assert_eq!(values(&document, "composition"), [&reference("Composition", "c1", "Composition/c1")]);
+    }
+
+    #[test]
+    fn references_are_parsed_or_kept_whole() {
+        assert_eq!(split_reference("Patient/123"), Some(("Patient", "123")));
+        assert_eq!(split_reference("Patient/123/_history/2"), Some(("Patient", "123")));
+        assert_eq!(split_reference("http://x/fhir/Patient/123"), Some(("Patient", "123")));
+        assert_eq!(split_reference("urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"), None);
+        assert_eq!(split_reference("#contained"), None);
+        assert_eq!(split_reference("Unknown/123"), None);
+        assert_eq!(split_reference("Patient/"), None);
+        let entries = extract(
+            &json!({"resourceType": "Observation", "subject": {"identifier": {"value": "x"}}, "performer": [{"reference": "#p"}, {"reference": "Practitioner/1"}, {"reference": "Practitioner/1"}]}),
+        );
+        assert!(values(&entries, "subject").is_empty());
+        // Duplicates of one parameter are indexed once.
+        assert_eq!(values(&entries, "performer"), [&reference("Practitioner", "1", "Practitioner/1")]);
+    }
+
+    #[test]
+    fn non_resources_yield_nothing() {
+        assert!(extract(&json!(null)).is_empty());
+        assert!(extract(&json!({"resourceType": "NotAType", "id": "x"})).is_empty());
+        assert!(extract(&json!({"id": "x"})).is_empty());
+        // Malformed elements are skipped; only `deceased` (always true or false) remains.
+        let malformed =
+            extract(&json!({"resourceType": "Patient", "name": "not an object", "birthDate": 12, "gender": {}}));
+        assert_eq!(malformed, [IndexEntry { param: "deceased".into(), value: token(None, "false") }]);
+    }
+
+    #[test]
+    fn output_order_follows_definition_then_document_order() {
+        let entries = extract(&example("patient-example.json"));
+        let params = definitions().search_params("Patient");
+        let positions: Vec<usize> =
+            entries.iter().map(|e| params.iter().position(|p| p.code == e.param).unwrap()).collect();
+        assert!(positions.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(extract(&example("patient-example.json")), entries);
+    }
+
+    #[test]
+    fn parser_follows_fhirpath_precedence_and_rejects_junk() {
+        let ast = Parser::parse("a.b | c.d is X and e != false").unwrap();
+        let Ast::And(lhs, rhs) = ast else { panic!("and is loosest") };
+        assert!(matches!(*lhs, Ast::Union(_, ref r) if matches!(**r, Ast::Is(..))));
+        assert!(matches!(*rhs, Ast::Equals(_, ref r, true) if **r == Ast::Bool(false)));
+        let condition = Ast::Equals(Box::new(Ast::Ident("system".into())), Box::new(Ast::Str("e'mail".into())), false);
+        let expected = Ast::Dot(Box::new(Ast::Ident("x".into())), Box::new(Ast::Call("where".into(), vec![condition])));
+        assert_eq!(Parser::parse("x.where(system='e\\'mail')").unwrap(), expected);
+        assert!(
+            matches!(Parser::parse("Bundle.entry[0].resource").unwrap(), Ast::Dot(ref l, _) if matches!(**l, Ast::Index(..)))
+        );
+        for bad in ["", "a.", "a.where(", "(a", "a | ", "'open", "a ! b", "a # b", "a.b)"] {
+            assert!(Parser::parse(bad).is_err(), "{bad:?} should not parse");
+        }
+        let param = |expression: &str| SearchParamDef {
+            url: String::new(),
+            code: "x".into(),
+            base: vec!["Patient".into()],
+            kind: SearchParamType::Token,
+            expression: Some(expression.into()),
+            targets: Vec::new(),
+        };
+        assert!(compile_param("Patient", &param("Patient.nonsense")).is_err());
+        assert!(compile_param("Patient", &param("Patient.name.frobnicate()")).is_err());
+        assert!(compile_param("Patient", &param("Patient.gender.ofType(Quantity)")).is_err());
+        assert!(matches!(compile_param("Patient", &param("Observation.code")).unwrap().root, Node::Empty));
+    }
+}

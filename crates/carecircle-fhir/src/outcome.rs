@@ -162,7 +162,9 @@ mod tests {
 
     #[test]
     fn renders_issues_with_locations() {
-        let issue = Issue::error(IssueType::Value, "bad date").at("Patient.birthDate").within("Bundle.entry[2].resource", "Patient");
+        let issue = Issue::error(IssueType::Value, "bad date")
+            .at("Patient.birthDate")
+            .within("Bundle.entry[2].resource", "Patient");
         let outcome = operation_outcome(&[issue]);
         assert_eq!(outcome["issue"][0]["severity"], "error");
         assert_eq!(outcome["issue"][0]["code"], "value");

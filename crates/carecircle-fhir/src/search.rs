@@ -254,22 +254,18 @@ pub fn parse_search(
             "_count" => parse_usize(raw_name, raw_value).map(|n| query.count = n.clamp(0, MAX_PAGE_SIZE)),
             "_offset" => parse_usize(raw_name, raw_value).map(|n| query.offset = n),
             "_sort" => parse_sort(resource_type, raw_value).map(|s| query.sort = s),
-            "_summary" => match raw_value.as_str() {
-                "count" => Ok(query.summary = Some(Summary::Count)),
-                "text" => Ok(query.summary = Some(Summary::Text)),
-                "data" => Ok(query.summary = Some(Summary::Data)),
-                "false" => Ok(query.summary = Some(Summary::False)),
-                "true" => Err(Issue::error(IssueType::NotSupported, "_summary=true is not supported; use _elements").at("_summary")),
-                other => Err(Issue::error(IssueType::Value, format!("'{other}' is not a valid _summary value")).at("_summary")),
-            },
+            "_summary" => parse_summary(raw_value).map(|summary| query.summary = Some(summary)),
             "_elements" => {
-                query.elements = Some(raw_value.split(',').map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect());
+                query.elements =
+                    Some(raw_value.split(',').map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect());
                 Ok(())
             }
             "_total" => Ok(()),
             "_include" | "_revinclude" => {
-                if modifier.is_some_and(|m| m != "iterate") {
-                    Err(Issue::error(IssueType::NotSupported, format!("{raw_name} is not supported")).at(raw_name.clone()))
+                // `:iterate` is refused rather than silently done one level deep.
+                if modifier.is_some() {
+                    Err(Issue::error(IssueType::NotSupported, format!("{raw_name} is not supported"))
+                        .at(raw_name.clone()))
                 } else {
                     parse_include(raw_value).map(|inc| {
                         if name == "_include" {
@@ -311,10 +307,23 @@ enum FilterError {
     Invalid(Issue),
 }
 
+fn parse_summary(value: &str) -> Result<Summary, Issue> {
+    match value {
+        "count" => Ok(Summary::Count),
+        "text" => Ok(Summary::Text),
+        "data" => Ok(Summary::Data),
+        "false" => Ok(Summary::False),
+        "true" => {
+            Err(Issue::error(IssueType::NotSupported, "_summary=true is not supported; use _elements").at("_summary"))
+        }
+        other => Err(Issue::error(IssueType::Value, format!("'{other}' is not a valid _summary value")).at("_summary")),
+    }
+}
+
 fn parse_usize(name: &str, value: &str) -> Result<usize, Issue> {
-    value
-        .parse()
-        .map_err(|_| Issue::error(IssueType::Value, format!("{name} must be a non-negative integer, not '{value}'")).at(name))
+    value.parse().map_err(|_| {
+        Issue::error(IssueType::Value, format!("{name} must be a non-negative integer, not '{value}'")).at(name)
+    })
 }
 
 fn param_kind(resource_type: Option<&str>, code: &str) -> Option<SearchParamType> {
@@ -325,7 +334,10 @@ fn param_kind(resource_type: Option<&str>, code: &str) -> Option<SearchParamType
         _ => match resource_type {
             Some(t) => definitions().search_param(t, code).map(|p| p.kind),
             // A system search knows only the parameters common to every resource.
-            None => definitions().search_param("Patient", code).filter(|p| p.base.iter().any(|b| b == "Resource")).map(|p| p.kind),
+            None => definitions()
+                .search_param("Patient", code)
+                .filter(|p| p.base.iter().any(|b| b == "Resource"))
+                .map(|p| p.kind),
         },
     }
 }
@@ -338,7 +350,9 @@ fn parse_sort(resource_type: Option<&str>, value: &str) -> Result<Vec<SortKey>, 
             None => (false, part),
         };
         let kind = param_kind(resource_type, code)
-            .filter(|k| !matches!(k, SearchParamType::Composite | SearchParamType::Special | SearchParamType::Reference))
+            .filter(|k| {
+                !matches!(k, SearchParamType::Composite | SearchParamType::Special | SearchParamType::Reference)
+            })
             .ok_or_else(|| Issue::error(IssueType::NotSupported, format!("cannot sort by '{code}'")).at("_sort"))?;
         keys.push(SortKey { param: code.to_string(), kind, descending });
     }
@@ -372,7 +386,11 @@ fn parse_include(value: &str) -> Result<Include, Issue> {
             return error(format!("'{value}': '{t}' is not a resource type"));
         }
     }
-    Ok(Include { source_type: source_type.to_string(), param: param.to_string(), target_type: target_type.map(str::to_string) })
+    Ok(Include {
+        source_type: source_type.to_string(),
+        param: param.to_string(),
+        target_type: target_type.map(str::to_string),
+    })
 }
 
 /// Splits on an unescaped `separator`, removing FHIR's backslash escapes (`\,` `\|` `\$` `\\`).
@@ -434,7 +452,8 @@ fn parse_filter(
         None => {
             let scope = resource_type.unwrap_or("a search across all types");
             return Err(FilterError::Unknown(
-                Issue::error(IssueType::NotFound, format!("unknown search parameter '{name}' for {scope}")).at(location.clone()),
+                Issue::error(IssueType::NotFound, format!("unknown search parameter '{name}' for {scope}"))
+                    .at(location.clone()),
             ));
         }
     };
@@ -444,7 +463,9 @@ fn parse_filter(
 
     if modifier == Some("missing") {
         return match raw_value.as_str_bool() {
-            Some(missing) => Ok(Filter { param: name.to_string(), kind, negated: false, any_of: vec![Condition::Missing(missing)] }),
+            Some(missing) => {
+                Ok(Filter { param: name.to_string(), kind, negated: false, any_of: vec![Condition::Missing(missing)] })
+            }
             None => Err(invalid(format!("{raw_name} must be true or false, not '{raw_value}'"))),
         };
     }
@@ -493,10 +514,20 @@ fn parse_filter(
                     [system, code] if system.is_empty() && code.is_empty() => {
                         return Err(invalid(format!("'{value}' is not a valid token: '|' alone")))
                     }
-                    [system, code] if system.is_empty() => Condition::Token { system: TokenSystem::None, code: Some(code.clone()) },
-                    [system, code] if code.is_empty() => Condition::Token { system: TokenSystem::Is(system.clone()), code: None },
-                    [system, code] => Condition::Token { system: TokenSystem::Is(system.clone()), code: Some(code.clone()) },
-                    _ => return Err(invalid(format!("'{value}' is not a valid token: expected code, system|code, |code or system|"))),
+                    [system, code] if system.is_empty() => {
+                        Condition::Token { system: TokenSystem::None, code: Some(code.clone()) }
+                    }
+                    [system, code] if code.is_empty() => {
+                        Condition::Token { system: TokenSystem::Is(system.clone()), code: None }
+                    }
+                    [system, code] => {
+                        Condition::Token { system: TokenSystem::Is(system.clone()), code: Some(code.clone()) }
+                    }
+                    _ => {
+                        return Err(invalid(format!(
+                            "'{value}' is not a valid token: expected code, system|code, |code or system|"
+                        )))
+                    }
                 }
             }
             (_, SearchParamType::Reference) => parse_reference(&unescape(&value), type_modifier).map_err(invalid)?,
@@ -514,10 +545,19 @@ fn parse_filter(
                 let parts = split_escaped(rest, '|');
                 let (number, system, code) = match parts.as_slice() {
                     [n] => (n.as_str(), None, None),
-                    [n, s, c] => (n.as_str(), Some(s.clone()).filter(|s| !s.is_empty()), Some(c.clone()).filter(|c| !c.is_empty())),
-                    _ => return Err(invalid(format!("'{value}' is not a valid quantity: expected [prefix]number[|system|code]"))),
+                    [n, s, c] => (
+                        n.as_str(),
+                        Some(s.clone()).filter(|s| !s.is_empty()),
+                        Some(c.clone()).filter(|c| !c.is_empty()),
+                    ),
+                    _ => {
+                        return Err(invalid(format!(
+                            "'{value}' is not a valid quantity: expected [prefix]number[|system|code]"
+                        )))
+                    }
                 };
-                let (low, high) = precision_range(number).ok_or_else(|| invalid(format!("'{number}' is not a number")))?;
+                let (low, high) =
+                    precision_range(number).ok_or_else(|| invalid(format!("'{number}' is not a number")))?;
                 Condition::Quantity { prefix, low, high, system, code }
             }
             (_, SearchParamType::Uri) => {
@@ -643,7 +683,12 @@ mod tests {
     fn parses_each_parameter_type() {
         let q = parse(
             "Patient",
-            &[("family", "Smyth"), ("birthdate", "ge1971-03"), ("identifier", "https://fhir.nhs.uk/Id/nhs-number|9434765919"), ("organization", "Organization/gp-1")],
+            &[
+                ("family", "Smyth"),
+                ("birthdate", "ge1971-03"),
+                ("identifier", "https://fhir.nhs.uk/Id/nhs-number|9434765919"),
+                ("organization", "Organization/gp-1"),
+            ],
         )
         .unwrap();
         assert_eq!(q.filters.len(), 4);
@@ -651,11 +696,18 @@ mod tests {
         assert!(matches!(q.filters[1].any_of[0], Condition::Date(Prefix::Ge, _)));
         assert_eq!(
             q.filters[2].any_of[0],
-            Condition::Token { system: TokenSystem::Is("https://fhir.nhs.uk/Id/nhs-number".into()), code: Some("9434765919".into()) }
+            Condition::Token {
+                system: TokenSystem::Is("https://fhir.nhs.uk/Id/nhs-number".into()),
+                code: Some("9434765919".into())
+            }
         );
         assert_eq!(
             q.filters[3].any_of[0],
-            Condition::Reference { target_type: Some("Organization".into()), target_id: Some("gp-1".into()), url: None }
+            Condition::Reference {
+                target_type: Some("Organization".into()),
+                target_id: Some("gp-1".into()),
+                url: None
+            }
         );
         let q = parse("Observation", &[("value-quantity", "gt5.40|http://unitsofmeasure.org|mmol/L")]).unwrap();
         match &q.filters[0].any_of[0] {
@@ -673,12 +725,21 @@ mod tests {
     fn commas_are_alternatives_and_escapes_are_honoured() {
         let q = parse("Patient", &[("family", "smith,jones"), ("identifier", r"a\|b|c\,d")]).unwrap();
         assert_eq!(q.filters[0].any_of.len(), 2);
-        assert_eq!(q.filters[1].any_of, vec![Condition::Token { system: TokenSystem::Is("a|b".into()), code: Some("c,d".into()) }]);
+        assert_eq!(
+            q.filters[1].any_of,
+            vec![Condition::Token { system: TokenSystem::Is("a|b".into()), code: Some("c,d".into()) }]
+        );
     }
 
     #[test]
     fn refuses_invalid_values_whatever_the_handling() {
-        for (name, value) in [("birthdate", "1971-13-01"), ("birthdate", "yesterday"), ("_count", "-1"), ("general-practitioner", "Nonsense/1"), ("identifier", "|")] {
+        for (name, value) in [
+            ("birthdate", "1971-13-01"),
+            ("birthdate", "yesterday"),
+            ("_count", "-1"),
+            ("general-practitioner", "Nonsense/1"),
+            ("identifier", "|"),
+        ] {
             let errors = parse_search(Some("Patient"), &params(&[(name, value)]), Handling::Lenient).unwrap_err();
             assert_eq!(errors[0].expression, vec![name.to_string()], "{name}={value}");
         }
@@ -688,7 +749,8 @@ mod tests {
     fn unknown_parameters_follow_the_handling_preference() {
         let strict = parse("Patient", &[("shoe-size", "9")]).unwrap_err();
         assert_eq!(strict[0].code, IssueType::NotFound);
-        let lenient = parse_search(Some("Patient"), &params(&[("shoe-size", "9"), ("name", "x")]), Handling::Lenient).unwrap();
+        let lenient =
+            parse_search(Some("Patient"), &params(&[("shoe-size", "9"), ("name", "x")]), Handling::Lenient).unwrap();
         assert_eq!(lenient.filters.len(), 1);
         assert_eq!(lenient.warnings.len(), 1);
         assert!(parse("Patient", &[("name:sounds-like", "x")]).is_err());
@@ -699,7 +761,13 @@ mod tests {
     fn reads_result_parameters() {
         let q = parse(
             "Observation",
-            &[("_count", "5000"), ("_offset", "40"), ("_sort", "-date,_id"), ("_include", "Observation:subject:Patient"), ("_summary", "count")],
+            &[
+                ("_count", "5000"),
+                ("_offset", "40"),
+                ("_sort", "-date,_id"),
+                ("_include", "Observation:subject:Patient"),
+                ("_summary", "count"),
+            ],
         )
         .unwrap();
         assert_eq!(q.count, MAX_PAGE_SIZE);
@@ -714,8 +782,9 @@ mod tests {
     #[test]
     fn number_precision_follows_written_digits() {
         assert_eq!(precision_range("100"), Some((99.5, 100.5)));
+        // R4 §3.1.1.5.1: 1e2 is 100 to one significant figure, [50, 150).
         let (low, high) = precision_range("1e2").unwrap();
-        assert!((low - 99.5).abs() < 1e-9 && (high - 100.5).abs() < 1e-9);
+        assert!((low - 50.0).abs() < 1e-9 && (high - 150.0).abs() < 1e-9);
         assert_eq!(precision_range("abc"), None);
     }
 }

@@ -60,7 +60,7 @@ mod tests {
     fn upper_bound_follows_every_extension() {
         let upper = prefix_upper_bound("smi").unwrap();
         assert_eq!(upper, "smj");
-        assert!("smith".to_string() < upper && "smi".to_string() < upper);
+        assert!("smith" < upper.as_str() && "smi" < upper.as_str());
         assert_eq!(prefix_upper_bound(""), None);
     }
 }

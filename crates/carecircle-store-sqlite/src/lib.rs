@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use carecircle_fhir::search::{Include, SearchQuery, Summary};
 use carecircle_store::sql::{self, Dialect, SearchShape, SqlValue, Statement};
 use carecircle_store::{
-    check_expected_version, now_millis, stamp_resource, HistoryQuery, Page, Store, StoreError, StoredResource, WriteEffect, WriteOp,
-    WriteOutcome,
+    check_expected_version, now_millis, stamp_resource, HistoryQuery, Page, Store, StoreError, StoredResource,
+    WriteEffect, WriteOp, WriteOutcome,
 };
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
@@ -54,7 +54,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir/carecircle.db`. Call
     /// [`Store::migrate`] before use.
     pub fn open_dir(data_dir: &Path) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| backend(format!("cannot create data directory {}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| backend(format!("cannot create data directory {}: {e}", data_dir.display())))?;
         SqliteStore::open(&data_dir.join("carecircle.db"))
     }
 
@@ -63,7 +64,12 @@ impl SqliteStore {
         let writer = open_connection(path)?;
         let readers = (0..N_READERS).map(|_| open_connection(path).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
         Ok(SqliteStore {
-            inner: Arc::new(Inner { path: path.to_path_buf(), writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) }),
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
         })
     }
 
@@ -130,13 +136,15 @@ fn row_to_resource(row: &Row<'_>) -> rusqlite::Result<StoredResource> {
 
 fn query_resources(connection: &Connection, statement: &Statement) -> Result<Vec<StoredResource>, StoreError> {
     let mut prepared = connection.prepare_cached(&statement.sql).map_err(backend)?;
-    let rows = prepared.query_map(params_from_iter(statement.values.iter().map(to_sql)), row_to_resource).map_err(backend)?;
+    let rows =
+        prepared.query_map(params_from_iter(statement.values.iter().map(to_sql)), row_to_resource).map_err(backend)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(backend)
 }
 
 fn query_count(connection: &Connection, statement: &Statement) -> Result<usize, StoreError> {
     let mut prepared = connection.prepare_cached(&statement.sql).map_err(backend)?;
-    let n: i64 = prepared.query_row(params_from_iter(statement.values.iter().map(to_sql)), |row| row.get(0)).map_err(backend)?;
+    let n: i64 =
+        prepared.query_row(params_from_iter(statement.values.iter().map(to_sql)), |row| row.get(0)).map_err(backend)?;
     Ok(n as usize)
 }
 
@@ -145,7 +153,8 @@ fn keys_of(resources: &[StoredResource]) -> Vec<(String, String)> {
 }
 
 fn apply_writes(connection: &mut Connection, writes: Vec<WriteOp>) -> Result<Vec<WriteOutcome>, StoreError> {
-    let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
+    let transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
     let now = now_millis();
     let mut outcomes = Vec::with_capacity(writes.len());
     for write in writes {
@@ -157,7 +166,8 @@ fn apply_writes(connection: &mut Connection, writes: Vec<WriteOp>) -> Result<Vec
 
 fn apply_one(tx: &rusqlite::Transaction<'_>, write: WriteOp, now: i64) -> Result<WriteOutcome, StoreError> {
     let (resource_type, id, expected) = match &write {
-        WriteOp::Put { resource_type, id, expected_version, .. } | WriteOp::Delete { resource_type, id, expected_version } => {
+        WriteOp::Put { resource_type, id, expected_version, .. }
+        | WriteOp::Delete { resource_type, id, expected_version } => {
             (resource_type.clone(), id.clone(), *expected_version)
         }
     };
@@ -205,30 +215,58 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, write: WriteOp, now: i64) -> Result
                 bound.extend(values.iter().map(to_sql));
                 tx.prepare_cached(&statement).map_err(backend)?.execute(params_from_iter(bound)).map_err(backend)?;
             }
-            let effect = if existing.is_none() || current_deleted { WriteEffect::Created } else { WriteEffect::Updated };
+            let effect =
+                if existing.is_none() || current_deleted { WriteEffect::Created } else { WriteEffect::Updated };
             Ok(WriteOutcome {
                 effect,
-                stored: StoredResource { resource_type, id, version, last_updated: now, deleted: false, custodian, body: Some(body) },
+                stored: StoredResource {
+                    resource_type,
+                    id,
+                    version,
+                    last_updated: now,
+                    deleted: false,
+                    custodian,
+                    body: Some(body),
+                },
             })
         }
         WriteOp::Delete { .. } => match existing {
             Some((pk, version, false)) => {
                 archive_current(tx, pk)?;
-                tx.prepare_cached("UPDATE resources SET version = ?1, last_updated = ?2, deleted = 1, body = NULL WHERE pk = ?3")
-                    .map_err(backend)?
-                    .execute(params![version + 1, now, pk])
-                    .map_err(backend)?;
+                tx.prepare_cached(
+                    "UPDATE resources SET version = ?1, last_updated = ?2, deleted = 1, body = NULL WHERE pk = ?3",
+                )
+                .map_err(backend)?
+                .execute(params![version + 1, now, pk])
+                .map_err(backend)?;
                 delete_index(tx, pk)?;
-                let custodian: Option<String> =
-                    tx.query_row("SELECT custodian FROM resources WHERE pk = ?1", params![pk], |row| row.get(0)).map_err(backend)?;
+                let custodian: Option<String> = tx
+                    .query_row("SELECT custodian FROM resources WHERE pk = ?1", params![pk], |row| row.get(0))
+                    .map_err(backend)?;
                 Ok(WriteOutcome {
                     effect: WriteEffect::Deleted,
-                    stored: StoredResource { resource_type, id, version: version + 1, last_updated: now, deleted: true, custodian, body: None },
+                    stored: StoredResource {
+                        resource_type,
+                        id,
+                        version: version + 1,
+                        last_updated: now,
+                        deleted: true,
+                        custodian,
+                        body: None,
+                    },
                 })
             }
             _ => Ok(WriteOutcome {
                 effect: WriteEffect::Unchanged,
-                stored: StoredResource { resource_type, id, version: current_version, last_updated: now, deleted: true, custodian: None, body: None },
+                stored: StoredResource {
+                    resource_type,
+                    id,
+                    version: current_version,
+                    last_updated: now,
+                    deleted: true,
+                    custodian: None,
+                    body: None,
+                },
             }),
         },
     }
@@ -247,7 +285,10 @@ fn archive_current(tx: &rusqlite::Transaction<'_>, pk: i64) -> Result<(), StoreE
 
 fn delete_index(tx: &rusqlite::Transaction<'_>, pk: i64) -> Result<(), StoreError> {
     for table in sql::INDEX_TABLES {
-        tx.prepare_cached(&format!("DELETE FROM {table} WHERE resource_pk = ?1")).map_err(backend)?.execute(params![pk]).map_err(backend)?;
+        tx.prepare_cached(&format!("DELETE FROM {table} WHERE resource_pk = ?1"))
+            .map_err(backend)?
+            .execute(params![pk])
+            .map_err(backend)?;
     }
     Ok(())
 }
@@ -293,7 +334,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn read_version(&self, resource_type: &str, id: &str, version: i64) -> Result<Option<StoredResource>, StoreError> {
+    async fn read_version(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<StoredResource>, StoreError> {
         let (resource_type, id) = (resource_type.to_string(), id.to_string());
         self.with_reader(move |connection| {
             connection
@@ -329,12 +375,15 @@ impl Store for SqliteStore {
     }
 
     async fn include(&self, sources: &[StoredResource], include: &Include) -> Result<Vec<StoredResource>, StoreError> {
-        let sources: Vec<(String, String)> =
-            keys_of(sources).into_iter().filter(|(t, _)| include.source_type == "*" || *t == include.source_type).collect();
+        let sources: Vec<(String, String)> = keys_of(sources)
+            .into_iter()
+            .filter(|(t, _)| include.source_type == "*" || *t == include.source_type)
+            .collect();
         if sources.is_empty() {
             return Ok(Vec::new());
         }
-        let statement = sql::include_targets_statement(Dialect::Sqlite, &sources, &include.param, include.target_type.as_deref());
+        let statement =
+            sql::include_targets_statement(Dialect::Sqlite, &sources, &include.param, include.target_type.as_deref());
         self.with_reader(move |connection| {
             let mut prepared = connection.prepare_cached(&statement.sql).map_err(backend)?;
             let targets = prepared
@@ -350,21 +399,32 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn revinclude(&self, targets: &[StoredResource], include: &Include) -> Result<Vec<StoredResource>, StoreError> {
+    async fn revinclude(
+        &self,
+        targets: &[StoredResource],
+        include: &Include,
+    ) -> Result<Vec<StoredResource>, StoreError> {
         if targets.is_empty() {
             return Ok(Vec::new());
         }
-        let statement = sql::revinclude_statement(Dialect::Sqlite, &keys_of(targets), &include.source_type, &include.param);
+        let statement =
+            sql::revinclude_statement(Dialect::Sqlite, &keys_of(targets), &include.source_type, &include.param);
         self.with_reader(move |connection| query_resources(connection, &statement)).await
     }
 
     async fn patient_compartment(&self, patient_id: &str, count: usize, offset: usize) -> Result<Page, StoreError> {
         let (page, total) = sql::compartment_statements(Dialect::Sqlite, patient_id, count, offset);
-        self.with_reader(move |connection| Ok(Page { total: query_count(connection, &total)?, entries: query_resources(connection, &page)? })).await
+        self.with_reader(move |connection| {
+            Ok(Page { total: query_count(connection, &total)?, entries: query_resources(connection, &page)? })
+        })
+        .await
     }
 
     async fn history(&self, query: &HistoryQuery) -> Result<Page, StoreError> {
         let (page, total) = sql::history_statements(Dialect::Sqlite, query);
-        self.with_reader(move |connection| Ok(Page { total: query_count(connection, &total)?, entries: query_resources(connection, &page)? })).await
+        self.with_reader(move |connection| {
+            Ok(Page { total: query_count(connection, &total)?, entries: query_resources(connection, &page)? })
+        })
+        .await
     }
 }

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use carecircle_fhir::search::{parse_search, Handling, Include};
 use carecircle_fhir::extract_index;
+use carecircle_fhir::search::{parse_search, Handling, Include};
 use carecircle_store::{HistoryQuery, Store, StoreError, StoredResource, WriteEffect, WriteOp};
 use serde_json::{json, Value};
 
@@ -103,7 +103,8 @@ async fn seed_people(store: &TestStore) {
 
 /// A created resource reads back with `id`, `meta.versionId`, `meta.lastUpdated` and custodian.
 pub async fn create_then_read_returns_the_stamped_resource(store: TestStore) {
-    let outcomes = store.apply(vec![put(patient("p1", "Smith", "Joseph", "1971-03-14"), "Organization/gp-1")]).await.unwrap();
+    let outcomes =
+        store.apply(vec![put(patient("p1", "Smith", "Joseph", "1971-03-14"), "Organization/gp-1")]).await.unwrap();
     assert_eq!(outcomes[0].effect, WriteEffect::Created);
     let stored = store.read("Patient", "p1").await.unwrap().expect("stored");
     assert_eq!(stored.version, 1);
@@ -120,7 +121,8 @@ pub async fn create_then_read_returns_the_stamped_resource(store: TestStore) {
 /// Every update keeps the previous version readable.
 pub async fn updates_keep_every_previous_version(store: TestStore) {
     store.apply(vec![put(patient("p1", "Smith", "Joseph", "1971-03-14"), "Organization/gp-1")]).await.unwrap();
-    let outcomes = store.apply(vec![put(patient("p1", "Smith", "Joe", "1971-03-14"), "Organization/gp-1")]).await.unwrap();
+    let outcomes =
+        store.apply(vec![put(patient("p1", "Smith", "Joe", "1971-03-14"), "Organization/gp-1")]).await.unwrap();
     assert_eq!(outcomes[0].effect, WriteEffect::Updated);
     assert_eq!(outcomes[0].stored.version, 2);
     let v1 = store.read_version("Patient", "p1", 1).await.unwrap().unwrap();
@@ -168,7 +170,8 @@ pub async fn deletion_hides_the_resource_but_keeps_history(store: TestStore) {
     assert!(store.read_version("Patient", "p1", 1).await.unwrap().unwrap().body.is_some());
     assert_eq!(store.apply(vec![delete]).await.unwrap()[0].effect, WriteEffect::Unchanged);
     // Re-creating after deletion continues the version sequence.
-    let outcomes = store.apply(vec![put(patient("p1", "Smith", "Joseph", "1971-03-14"), "Organization/gp-1")]).await.unwrap();
+    let outcomes =
+        store.apply(vec![put(patient("p1", "Smith", "Joseph", "1971-03-14"), "Organization/gp-1")]).await.unwrap();
     assert_eq!((outcomes[0].effect.clone(), outcomes[0].stored.version), (WriteEffect::Created, 3));
 }
 
@@ -179,7 +182,8 @@ pub async fn a_failed_write_rolls_back_the_whole_batch(store: TestStore) {
     if let WriteOp::Put { expected_version, .. } = &mut conflicting {
         *expected_version = Some(9);
     }
-    let result = store.apply(vec![put(patient("p9", "New", "Person", "2000-01-01"), "Organization/gp-1"), conflicting]).await;
+    let result =
+        store.apply(vec![put(patient("p9", "New", "Person", "2000-01-01"), "Organization/gp-1"), conflicting]).await;
     assert!(result.is_err());
     assert!(store.read("Patient", "p9").await.unwrap().is_none());
     assert_eq!(search(&store, "Patient", "family=new").await.1, 0);
@@ -227,7 +231,10 @@ pub async fn search_matches_each_parameter_type(store: TestStore) {
 pub async fn search_pages_sorts_and_counts(store: TestStore) {
     let mut writes = Vec::new();
     for i in 0..25 {
-        writes.push(put(patient(&format!("p{i:02}"), &format!("Family{}", 24 - i), "A", &format!("19{:02}-01-01", 50 + i)), "Organization/gp-1"));
+        writes.push(put(
+            patient(&format!("p{i:02}"), &format!("Family{}", 24 - i), "A", &format!("19{:02}-01-01", 50 + i)),
+            "Organization/gp-1",
+        ));
     }
     store.apply(writes).await.unwrap();
     let (first, total) = search(&store, "Patient", "_count=10").await;
@@ -253,7 +260,8 @@ pub async fn includes_and_revincludes_follow_references(store: TestStore) {
     let include = Include { source_type: "Observation".into(), param: "subject".into(), target_type: None };
     let included = store.include(std::slice::from_ref(&observation), &include).await.unwrap();
     assert_eq!(keys(&included), ["Patient/p1"]);
-    let wildcard = Include { source_type: "Observation".into(), param: "*".into(), target_type: Some("Organization".into()) };
+    let wildcard =
+        Include { source_type: "Observation".into(), param: "*".into(), target_type: Some("Organization".into()) };
     assert!(store.include(&[observation], &wildcard).await.unwrap().is_empty());
     let p1 = store.read("Patient", "p1").await.unwrap().unwrap();
     let rev = Include { source_type: "Encounter".into(), param: "subject".into(), target_type: None };
@@ -286,7 +294,8 @@ pub async fn custodian_filter_lists_one_partners_data(store: TestStore) {
     let (mut ids, total) = search(&store, "Patient", "_source=Organization/hospital").await;
     ids.sort();
     assert_eq!((ids, total), (vec!["p2".to_string(), "p3".to_string()], 2));
-    let params = vec![("_source".to_string(), "Organization/hospital".to_string()), ("_count".to_string(), "100".to_string())];
+    let params =
+        vec![("_source".to_string(), "Organization/hospital".to_string()), ("_count".to_string(), "100".to_string())];
     let all_types = parse_search(None, &params, Handling::Strict).unwrap();
     let page = store.search(&all_types).await.unwrap();
     assert_eq!(page.total, 4);
@@ -297,18 +306,36 @@ pub async fn custodian_filter_lists_one_partners_data(store: TestStore) {
 pub async fn history_lists_versions_newest_first(store: TestStore) {
     seed_people(&store).await;
     store.apply(vec![put(patient("p1", "Smith", "Joe", "1971-03-14"), "Organization/gp-1")]).await.unwrap();
-    store.apply(vec![WriteOp::Delete { resource_type: "Patient".into(), id: "p1".into(), expected_version: None }]).await.unwrap();
+    store
+        .apply(vec![WriteOp::Delete { resource_type: "Patient".into(), id: "p1".into(), expected_version: None }])
+        .await
+        .unwrap();
     let instance = store
-        .history(&HistoryQuery { resource_type: Some("Patient".into()), id: Some("p1".into()), since: None, count: 10, offset: 0 })
+        .history(&HistoryQuery {
+            resource_type: Some("Patient".into()),
+            id: Some("p1".into()),
+            since: None,
+            count: 10,
+            offset: 0,
+        })
         .await
         .unwrap();
     assert_eq!(instance.total, 3);
     assert_eq!(instance.entries.iter().map(|r| r.version).collect::<Vec<_>>(), [3, 2, 1]);
     assert!(instance.entries[0].deleted);
-    let all = store.history(&HistoryQuery { resource_type: None, id: None, since: None, count: 100, offset: 0 }).await.unwrap();
+    let all = store
+        .history(&HistoryQuery { resource_type: None, id: None, since: None, count: 100, offset: 0 })
+        .await
+        .unwrap();
     assert_eq!(all.total, 8);
-    let patients = store.history(&HistoryQuery { resource_type: Some("Patient".into()), id: None, since: None, count: 2, offset: 0 }).await.unwrap();
+    let patients = store
+        .history(&HistoryQuery { resource_type: Some("Patient".into()), id: None, since: None, count: 2, offset: 0 })
+        .await
+        .unwrap();
     assert_eq!((patients.total, patients.entries.len()), (5, 2));
-    let future = store.history(&HistoryQuery { resource_type: None, id: None, since: Some(i64::MAX / 2), count: 10, offset: 0 }).await.unwrap();
+    let future = store
+        .history(&HistoryQuery { resource_type: None, id: None, since: Some(i64::MAX / 2), count: 10, offset: 0 })
+        .await
+        .unwrap();
     assert_eq!(future.total, 0);
 }

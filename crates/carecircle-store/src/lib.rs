@@ -148,7 +148,12 @@ pub trait Store: Send + Sync {
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError>;
 
     /// One version of a resource.
-    async fn read_version(&self, resource_type: &str, id: &str, version: i64) -> Result<Option<StoredResource>, StoreError>;
+    async fn read_version(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<StoredResource>, StoreError>;
 
     /// Applies the writes in order, all or nothing.
     async fn apply(&self, writes: Vec<WriteOp>) -> Result<Vec<WriteOutcome>, StoreError>;
@@ -160,7 +165,11 @@ pub trait Store: Send + Sync {
     async fn include(&self, sources: &[StoredResource], include: &Include) -> Result<Vec<StoredResource>, StoreError>;
 
     /// The resources referencing `targets` through `include` (`_revinclude`).
-    async fn revinclude(&self, targets: &[StoredResource], include: &Include) -> Result<Vec<StoredResource>, StoreError>;
+    async fn revinclude(
+        &self,
+        targets: &[StoredResource],
+        include: &Include,
+    ) -> Result<Vec<StoredResource>, StoreError>;
 
     /// The Patient compartment of `patient_id` (the patient first, then every resource linked to
     /// them through the R4 compartment definition), paged.
@@ -203,7 +212,12 @@ pub fn check_expected_version(
     if ok {
         Ok(())
     } else {
-        Err(StoreError::VersionConflict { resource_type: resource_type.into(), id: id.into(), expected: expected.unwrap_or(0), current })
+        Err(StoreError::VersionConflict {
+            resource_type: resource_type.into(),
+            id: id.into(),
+            expected: expected.unwrap_or(0),
+            current,
+        })
     }
 }
 

@@ -46,23 +46,31 @@ pub struct Statement {
 pub const RESOURCE_COLUMNS: &str = "r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.custodian, r.body";
 
 /// The index tables, for deleting a resource's entries.
-pub const INDEX_TABLES: &[&str] = &["idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri"];
+pub const INDEX_TABLES: &[&str] =
+    &["idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri"];
 
 /// One row of an index table: its table, and its values after `resource_pk, res_type, param`.
 pub fn index_row(entry: &IndexEntry) -> (&'static str, Vec<SqlValue>) {
     use SqlValue::{Int, Real, Text};
     match &entry.value {
         IndexValue::String { normalized, exact } => ("idx_string", vec![Text(normalized.clone()), Text(exact.clone())]),
-        IndexValue::Token { system, code } => ("idx_token", vec![Text(system.clone().unwrap_or_default()), Text(code.clone())]),
+        IndexValue::Token { system, code } => {
+            ("idx_token", vec![Text(system.clone().unwrap_or_default()), Text(code.clone())])
+        }
         IndexValue::Reference { target_type, target_id, url } => (
             "idx_reference",
-            vec![Text(target_type.clone().unwrap_or_default()), Text(target_id.clone().unwrap_or_default()), Text(url.clone())],
+            vec![
+                Text(target_type.clone().unwrap_or_default()),
+                Text(target_id.clone().unwrap_or_default()),
+                Text(url.clone()),
+            ],
         ),
         IndexValue::Date(range) => ("idx_date", vec![Int(range.start), Int(range.end)]),
         IndexValue::Number(value) => ("idx_number", vec![Real(*value)]),
-        IndexValue::Quantity { value, system, code } => {
-            ("idx_quantity", vec![Real(*value), Text(system.clone().unwrap_or_default()), Text(code.clone().unwrap_or_default())])
-        }
+        IndexValue::Quantity { value, system, code } => (
+            "idx_quantity",
+            vec![Real(*value), Text(system.clone().unwrap_or_default()), Text(code.clone().unwrap_or_default())],
+        ),
         IndexValue::Uri(uri) => ("idx_uri", vec![Text(uri.clone())]),
     }
 }
@@ -339,8 +347,11 @@ fn write_condition(w: &mut SqlWriter, resource_type: Option<&str>, filter: &Filt
                 UriMatch::Above => {
                     // Every ancestor of the uri at a '/' boundary, and the uri itself.
                     w.push(" AND x.uri IN (");
-                    let mut ancestors: Vec<&str> =
-                        uri.match_indices('/').map(|(i, _)| &uri[..i]).filter(|a| !a.is_empty() && !a.ends_with(':') && !a.ends_with('/')).collect();
+                    let mut ancestors: Vec<&str> = uri
+                        .match_indices('/')
+                        .map(|(i, _)| &uri[..i])
+                        .filter(|a| !a.is_empty() && !a.ends_with(':') && !a.ends_with('/'))
+                        .collect();
                     ancestors.push(uri);
                     for (i, ancestor) in ancestors.iter().enumerate() {
                         if i > 0 {
@@ -432,7 +443,15 @@ fn write_number_comparison(w: &mut SqlWriter, column: &str, prefix: Prefix, low:
         }
         Prefix::Ap => {
             let margin = (value * 0.1).abs().max(high - low);
-            w.push("(").push(column).push(" >= ").real(value - margin).push(" AND ").push(column).push(" <= ").real(value + margin).push(")");
+            w.push("(")
+                .push(column)
+                .push(" >= ")
+                .real(value - margin)
+                .push(" AND ")
+                .push(column)
+                .push(" <= ")
+                .real(value + margin)
+                .push(")");
         }
     }
 }
@@ -459,7 +478,12 @@ pub fn compartment_link_keys() -> Vec<String> {
 
 /// The statements paging through the Patient compartment of `patient_id` (the patient, then
 /// linked resources by insertion order) and counting it.
-pub fn compartment_statements(dialect: Dialect, patient_id: &str, count: usize, offset: usize) -> (Statement, Statement) {
+pub fn compartment_statements(
+    dialect: Dialect,
+    patient_id: &str,
+    count: usize,
+    offset: usize,
+) -> (Statement, Statement) {
     let build = |shape: SearchShape| {
         let mut w = SqlWriter::new(dialect);
         match shape {
@@ -487,7 +511,12 @@ pub fn compartment_statements(dialect: Dialect, patient_id: &str, count: usize, 
 
 /// The statement finding `(target_type, target_id)` pairs referenced by `source_pks` through
 /// `param` (`*` for any) and optionally only to `target_type`.
-pub fn include_targets_statement(dialect: Dialect, sources: &[(String, String)], param: &str, target_type: Option<&str>) -> Statement {
+pub fn include_targets_statement(
+    dialect: Dialect,
+    sources: &[(String, String)],
+    param: &str,
+    target_type: Option<&str>,
+) -> Statement {
     let mut w = SqlWriter::new(dialect);
     w.push("SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x JOIN resources r ON r.pk = x.resource_pk WHERE x.target_id <> '' AND x.target_type <> '' AND (");
     write_key_list(&mut w, sources);
@@ -512,7 +541,12 @@ pub fn read_many_statement(dialect: Dialect, keys: &[(String, String)]) -> State
 
 /// The statement finding resources of `source_type` that reference any of `targets` through
 /// `param` (`*` for any).
-pub fn revinclude_statement(dialect: Dialect, targets: &[(String, String)], source_type: &str, param: &str) -> Statement {
+pub fn revinclude_statement(
+    dialect: Dialect,
+    targets: &[(String, String)],
+    source_type: &str,
+    param: &str,
+) -> Statement {
     let mut w = SqlWriter::new(dialect);
     w.push("SELECT ").push(RESOURCE_COLUMNS).push(" FROM resources r WHERE r.deleted = 0");
     if source_type != "*" {

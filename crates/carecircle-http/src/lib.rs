@@ -1,0 +1,75 @@
+//! The FHIR R4 REST API of carecircle. Handlers translate HTTP to calls of the record service
+//! and back; they never touch storage directly.
+
+mod bundles;
+mod capability;
+pub mod error;
+pub mod fhir_json;
+mod interactions;
+mod observability;
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use axum::routing::get;
+use axum::Router;
+use carecircle_record::{Caller, Record};
+
+pub use observability::init_metrics;
+
+/// Default request body limit: 8 MiB, enough for large transaction Bundles of ordinary records.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Settings of the API.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// The public base URL (no trailing slash), used in `Location`, `fullUrl` and links.
+    pub base_url: String,
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// The custodian recorded for writes that do not name one with `X-Custodian`.
+    pub default_custodian: Caller,
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The record service.
+    pub record: Record,
+    /// Settings.
+    pub config: Arc<HttpConfig>,
+    /// The CapabilityStatement, built once.
+    pub capability: Arc<serde_json::Value>,
+}
+
+impl FromRef<AppState> for Record {
+    fn from_ref(state: &AppState) -> Record {
+        state.record.clone()
+    }
+}
+
+/// The application router.
+pub fn router(record: Record, config: HttpConfig) -> Router {
+    let capability = Arc::new(capability::capability_statement(&config.base_url));
+    let state = AppState { record, config: Arc::new(config), capability };
+    Router::new()
+        .route("/metadata", get(interactions::metadata))
+        .route("/healthz", get(observability::healthz))
+        .route("/metrics", get(observability::metrics))
+        .route("/", get(interactions::search_system).post(interactions::bundle))
+        .route("/_history", get(interactions::history_system))
+        .route("/{resource_type}", get(interactions::search_type).post(interactions::create))
+        .route("/{resource_type}/_search", axum::routing::post(interactions::search_type_post))
+        .route("/{resource_type}/_history", get(interactions::history_type))
+        .route("/{resource_type}/{id}", get(interactions::read).put(interactions::update).delete(interactions::delete))
+        .route("/{resource_type}/{id}/_history", get(interactions::history_instance))
+        .route("/{resource_type}/{id}/_history/{version}", get(interactions::vread))
+        .route(
+            "/{resource_type}/{id}/{operation}",
+            get(interactions::instance_operation).post(interactions::instance_operation),
+        )
+        .fallback(interactions::no_route)
+        .method_not_allowed_fallback(interactions::method_not_allowed)
+        .layer(axum::middleware::from_fn(observability::track))
+        .with_state(state)
+}

@@ -1,0 +1,142 @@
+//! Integration tests of the FHIR REST API: each test gets its own app on its own SQLite file and
+//! talks to it through the router, as a client would.
+
+mod bad_input;
+mod bundles;
+mod examples;
+mod interactions;
+mod search;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use carecircle_http::{router, HttpConfig, DEFAULT_MAX_BODY_BYTES};
+use carecircle_record::{Caller, Record};
+use carecircle_store::Store;
+use carecircle_store_sqlite::SqliteStore;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// The base URL the test apps believe they are served at.
+pub const BASE: &str = "http://carecircle.test/fhir";
+
+/// A running app and its private data directory.
+pub struct TestApp {
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+/// A response, with its body parsed as JSON when it is JSON.
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestApp {
+    pub async fn new() -> TestApp {
+        TestApp::with_limit(DEFAULT_MAX_BODY_BYTES).await
+    }
+
+    pub async fn with_limit(max_body_bytes: usize) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open_dir(dir.path()).expect("open store");
+        store.migrate().await.expect("migrate");
+        let record = Record::new(Arc::new(store));
+        let config = HttpConfig {
+            base_url: BASE.into(),
+            max_body_bytes,
+            default_custodian: Caller { custodian: "Organization/partnership".into() },
+        };
+        carecircle_http::init_metrics();
+        TestApp { router: router(record, config), _dir: dir }
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> TestResponse {
+        let mut builder = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        if body.is_some() && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+            builder = builder.header("content-type", "application/fhir+json");
+        }
+        let request = builder.body(body.map(Body::from).unwrap_or_else(Body::empty)).expect("request");
+        let response = self.router.clone().oneshot(request).await.expect("router answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        TestResponse { status, headers, body, text }
+    }
+
+    pub async fn get(&self, uri: &str) -> TestResponse {
+        self.request(Method::GET, uri, &[], None).await
+    }
+
+    pub async fn post(&self, uri: &str, body: &Value) -> TestResponse {
+        self.request(Method::POST, uri, &[], Some(body.to_string())).await
+    }
+
+    pub async fn put(&self, uri: &str, body: &Value) -> TestResponse {
+        self.request(Method::PUT, uri, &[], Some(body.to_string())).await
+    }
+
+    /// The number of stored resources of a type, through the API.
+    pub async fn count(&self, resource_type: &str) -> u64 {
+        let response = self.get(&format!("/{resource_type}?_summary=count")).await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+        response.body["total"].as_u64().expect("total")
+    }
+}
+
+/// Asserts an `OperationOutcome` error with `status` whose issues mention `expression` (when
+/// given) and whose diagnostics contain `words`.
+pub fn assert_outcome(response: &TestResponse, status: StatusCode, expression: Option<&str>, words: &str) {
+    assert_eq!(response.status, status, "{}", response.text);
+    assert_eq!(response.body["resourceType"], "OperationOutcome", "{}", response.text);
+    assert!(
+        response
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/fhir+json")),
+        "OperationOutcome must be FHIR JSON"
+    );
+    let issues = response.body["issue"].as_array().expect("issues");
+    assert!(issues.iter().all(|i| i["severity"] == "error" || i["severity"] == "fatal" || i["severity"] == "warning"));
+    if let Some(expression) = expression {
+        assert!(
+            issues.iter().any(|i| i["expression"].as_array().is_some_and(|e| e.iter().any(|x| x == expression))),
+            "expected an issue at {expression}: {}",
+            response.text
+        );
+    }
+    assert!(
+        issues
+            .iter()
+            .any(|i| i["diagnostics"].as_str().is_some_and(|d| d.to_lowercase().contains(&words.to_lowercase()))),
+        "expected '{words}' in the diagnostics: {}",
+        response.text
+    );
+}
+
+/// A small valid Patient.
+pub fn patient(family: &str, given: &str, birth_date: &str, nhs_number: &str) -> Value {
+    serde_json::json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs_number}],
+        "name": [{"family": family, "given": [given]}],
+        "birthDate": birth_date
+    })
+}

@@ -1,0 +1,653 @@
+//! The PostgreSQL backend of the record store: a pooled connection to a shared server, the same
+//! tables and semantics as the SQLite backend, and the search SQL both backends share.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use carecircle_fhir::search::{Include, SearchQuery, Summary};
+use carecircle_fhir::IndexEntry;
+use carecircle_store::sql::{self, Dialect, SearchShape, SqlValue, Statement};
+use carecircle_store::{
+    check_expected_version, now_millis, stamp_resource, HistoryQuery, Page, Store, StoreError, StoredResource,
+    WriteEffect, WriteOp, WriteOutcome,
+};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::query::Query;
+use sqlx::{Connection, Executor, Postgres, Row, Transaction};
+
+/// Numbered migrations, applied in order and recorded in `schema_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+
+/// Pooled connections: enough for concurrent requests without crowding a shared server.
+const POOL_SIZE: u32 = 8;
+
+/// The first key of the advisory lock taken while migrating (the second is the schema's hash),
+/// so that two processes migrating the same schema at once run one after the other.
+const MIGRATION_LOCK_CLASS: i32 = 0x6363_7067; // "ccpg"
+
+/// How many times a transaction that lost a deadlock or a creation race is run again.
+const MAX_ATTEMPTS: usize = 5;
+
+/// How many index rows go into one `INSERT ... SELECT FROM UNNEST(...)`.
+const INDEX_CHUNK: usize = 5_000;
+
+/// The columns read for a resource, in the order [`row_to_resource`] expects.
+const COLUMNS: &str = "res_type, res_id, version, last_updated, deleted, custodian, body";
+
+/// The PostgreSQL record store.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+/// A connection-time error, with the URL's password (if any) blanked out of the message.
+fn connect_error(url: &str, error: impl std::fmt::Display) -> StoreError {
+    let mut message = format!("cannot connect to PostgreSQL: {error}");
+    if let Some(password) = url_password(url) {
+        message = message.replace(password, "***");
+    }
+    StoreError::Backend(message)
+}
+
+/// The password part of `scheme://user:password@host/...`, if present.
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    let password = userinfo.split_once(':')?.1;
+    (!password.is_empty()).then_some(password)
+}
+
+/// `name` as a quoted SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user@host:port/db`), using the server's
+    /// default `search_path`. Call [`Store::migrate`] before use.
+    pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| connect_error(url, e))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .connect_with(options)
+            .await
+            .map_err(|e| connect_error(url, e))?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// Connects to the database at `url` with every connection working in `schema` (created if
+    /// missing), so that several stores can share one database. Call [`Store::migrate`] before
+    /// use.
+    pub async fn connect_with_schema(url: &str, schema: &str) -> Result<PostgresStore, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| connect_error(url, e))?;
+        let quoted = quote_ident(schema);
+        let mut connection = PgConnection::connect_with(&options).await.map_err(|e| connect_error(url, e))?;
+        let created =
+            Executor::execute(&mut connection, format!("CREATE SCHEMA IF NOT EXISTS {quoted}").as_str()).await;
+        match created {
+            Ok(_) => {}
+            // Two processes creating the schema at once: the loser sees a duplicate, which is
+            // exactly what it wanted.
+            Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P06" | "23505")) => {}
+            Err(e) => return Err(backend(format!("cannot create schema {quoted}: {e}"))),
+        }
+        connection.close().await.map_err(backend)?;
+
+        let set_path = format!("SET search_path TO {quoted}");
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .after_connect(move |connection, _meta| {
+                let set_path = set_path.clone();
+                Box::pin(async move {
+                    Executor::execute(connection, set_path.as_str()).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|e| connect_error(url, e))?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// The connection pool, for administration and tests.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// A failure inside a write transaction: either final, or a database error that may call for
+/// running the transaction again.
+enum TxError {
+    Store(StoreError),
+    Sql(sqlx::Error),
+    /// Another transaction created the same resource first; running again sees it.
+    LostRace,
+}
+
+impl From<sqlx::Error> for TxError {
+    fn from(error: sqlx::Error) -> Self {
+        TxError::Sql(error)
+    }
+}
+
+impl From<StoreError> for TxError {
+    fn from(error: StoreError) -> Self {
+        TxError::Store(error)
+    }
+}
+
+/// Deadlocks, serialization failures and unique violations are transient under concurrent writes.
+fn is_retryable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => {
+            matches!(e.code().as_deref(), Some("40P01" | "40001" | "23505"))
+        }
+        _ => false,
+    }
+}
+
+fn bind_values<'q>(
+    mut query: Query<'q, Postgres, PgArguments>,
+    values: &'q [SqlValue],
+) -> Query<'q, Postgres, PgArguments> {
+    for value in values {
+        query = match value {
+            SqlValue::Text(s) => query.bind(s.as_str()),
+            SqlValue::Int(i) => query.bind(*i),
+            SqlValue::Real(f) => query.bind(*f),
+        };
+    }
+    query
+}
+
+fn row_to_resource(row: &PgRow) -> Result<StoredResource, sqlx::Error> {
+    Ok(StoredResource {
+        resource_type: row.try_get(0)?,
+        id: row.try_get(1)?,
+        version: row.try_get(2)?,
+        last_updated: row.try_get(3)?,
+        deleted: row.try_get::<i16, _>(4)? != 0,
+        custodian: row.try_get(5)?,
+        body: row.try_get(6)?,
+    })
+}
+
+async fn query_resources(
+    connection: &mut PgConnection,
+    statement: &Statement,
+) -> Result<Vec<StoredResource>, StoreError> {
+    let rows = bind_values(sqlx::query(&statement.sql), &statement.values)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(backend)?;
+    rows.iter().map(row_to_resource).collect::<Result<Vec<_>, _>>().map_err(backend)
+}
+
+async fn query_count(connection: &mut PgConnection, statement: &Statement) -> Result<usize, StoreError> {
+    let row = bind_values(sqlx::query(&statement.sql), &statement.values)
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(backend)?;
+    let n: i64 = row.try_get(0).map_err(backend)?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+fn keys_of(resources: &[StoredResource]) -> Vec<(String, String)> {
+    resources.iter().map(|r| (r.resource_type.clone(), r.id.clone())).collect()
+}
+
+/// One column of index values, bound as a PostgreSQL array.
+enum Column {
+    Text(Vec<String>),
+    Int(Vec<i64>),
+    Real(Vec<f64>),
+}
+
+impl Column {
+    fn for_value(value: &SqlValue) -> Column {
+        match value {
+            SqlValue::Text(_) => Column::Text(Vec::new()),
+            SqlValue::Int(_) => Column::Int(Vec::new()),
+            SqlValue::Real(_) => Column::Real(Vec::new()),
+        }
+    }
+
+    fn push(&mut self, value: SqlValue) -> Result<(), StoreError> {
+        match (self, value) {
+            (Column::Text(v), SqlValue::Text(s)) => v.push(s),
+            (Column::Int(v), SqlValue::Int(i)) => v.push(i),
+            (Column::Real(v), SqlValue::Real(f)) => v.push(f),
+            _ => return Err(backend("index values of one column have different types")),
+        }
+        Ok(())
+    }
+
+    fn cast(&self) -> &'static str {
+        match self {
+            Column::Text(_) => "text[]",
+            Column::Int(_) => "bigint[]",
+            Column::Real(_) => "double precision[]",
+        }
+    }
+}
+
+/// The rows of one index table for one resource: params and value columns.
+struct IndexBatch {
+    table: &'static str,
+    params: Vec<String>,
+    columns: Vec<Column>,
+}
+
+/// Groups a resource's index entries by table, in column-major form for `UNNEST`.
+fn index_batches(index: &[IndexEntry]) -> Result<Vec<IndexBatch>, StoreError> {
+    let mut batches: Vec<IndexBatch> = Vec::new();
+    for entry in index {
+        let (table, values) = sql::index_row(entry);
+        let position = match batches.iter().position(|b| b.table == table) {
+            Some(position) => position,
+            None => {
+                batches.push(IndexBatch {
+                    table,
+                    params: Vec::new(),
+                    columns: values.iter().map(Column::for_value).collect(),
+                });
+                batches.len() - 1
+            }
+        };
+        let batch = &mut batches[position];
+        if batch.columns.len() != values.len() {
+            return Err(backend(format!("index rows of {table} have different widths")));
+        }
+        batch.params.push(entry.param.clone());
+        for (column, value) in batch.columns.iter_mut().zip(values) {
+            column.push(value)?;
+        }
+    }
+    Ok(batches)
+}
+
+async fn insert_index(
+    tx: &mut PgConnection,
+    pk: i64,
+    resource_type: &str,
+    index: &[IndexEntry],
+) -> Result<(), TxError> {
+    for batch in index_batches(index)? {
+        let columns = sql::index_columns(batch.table);
+        let mut arrays = format!("$3::{}", "text[]");
+        for (i, column) in batch.columns.iter().enumerate() {
+            arrays.push_str(&format!(", ${}::{}", i + 4, column.cast()));
+        }
+        let statement = format!(
+            "INSERT INTO {table} (resource_pk, res_type, param, {columns}) SELECT $1::bigint, $2::text, u.* FROM UNNEST({arrays}) AS u \
+             ON CONFLICT DO NOTHING",
+            table = batch.table
+        );
+        let rows = batch.params.len();
+        let mut start = 0;
+        while start < rows {
+            let end = (start + INDEX_CHUNK).min(rows);
+            let mut query = sqlx::query(&statement).bind(pk).bind(resource_type).bind(&batch.params[start..end]);
+            for column in &batch.columns {
+                query = match column {
+                    Column::Text(v) => query.bind(&v[start..end]),
+                    Column::Int(v) => query.bind(&v[start..end]),
+                    Column::Real(v) => query.bind(&v[start..end]),
+                };
+            }
+            query.execute(&mut *tx).await?;
+            start = end;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes every index row of a resource, in one round trip.
+async fn delete_index(tx: &mut PgConnection, pk: i64) -> Result<(), TxError> {
+    let mut statement = String::from("WITH ");
+    for (i, table) in sql::INDEX_TABLES.iter().enumerate() {
+        if i > 0 {
+            statement.push_str(", ");
+        }
+        statement.push_str(&format!("d{i} AS (DELETE FROM {table} WHERE resource_pk = $1)"));
+    }
+    statement.push_str(" SELECT 1");
+    sqlx::query(&statement).bind(pk).execute(&mut *tx).await?;
+    Ok(())
+}
+
+async fn archive_current(tx: &mut PgConnection, pk: i64) -> Result<(), TxError> {
+    sqlx::query(
+        "INSERT INTO resource_versions (res_type, res_id, version, last_updated, deleted, custodian, body) \
+         SELECT res_type, res_id, version, last_updated, deleted, custodian, body FROM resources WHERE pk = $1",
+    )
+    .bind(pk)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn apply_writes(pool: &PgPool, writes: &[WriteOp]) -> Result<Vec<WriteOutcome>, TxError> {
+    let mut tx: Transaction<'_, Postgres> = pool.begin().await?;
+    let now = now_millis();
+    let mut outcomes = Vec::with_capacity(writes.len());
+    for write in writes {
+        outcomes.push(apply_one_retrying(&mut tx, write, now).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Applies one write; when a concurrent transaction created the same resource between our
+/// lookup and our insert, looks again (READ COMMITTED lets the next statement see it) and
+/// applies the write as an update, or reports the conflict it now is.
+async fn apply_one_retrying(tx: &mut PgConnection, write: &WriteOp, now: i64) -> Result<WriteOutcome, TxError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match apply_one(tx, write, now).await {
+            Err(TxError::LostRace) if attempt < MAX_ATTEMPTS => continue,
+            other => return other,
+        }
+    }
+}
+
+async fn apply_one(tx: &mut PgConnection, write: &WriteOp, now: i64) -> Result<WriteOutcome, TxError> {
+    let (resource_type, id, expected) = match write {
+        WriteOp::Put { resource_type, id, expected_version, .. }
+        | WriteOp::Delete { resource_type, id, expected_version } => {
+            (resource_type.clone(), id.clone(), *expected_version)
+        }
+    };
+    let existing: Option<(i64, i64, bool)> =
+        sqlx::query("SELECT pk, version, deleted FROM resources WHERE res_type = $1 AND res_id = $2 FOR UPDATE")
+            .bind(&resource_type)
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| -> Result<_, sqlx::Error> {
+                Ok((row.try_get(0)?, row.try_get(1)?, row.try_get::<i16, _>(2)? != 0))
+            })
+            .transpose()?;
+    let (current_version, current_deleted) = existing.map_or((0, false), |(_, v, d)| (v, d));
+    check_expected_version(&resource_type, &id, expected, current_version, current_deleted)?;
+
+    match write {
+        WriteOp::Put { resource, index, custodian, .. } => {
+            let version = current_version + 1;
+            let mut resource = resource.clone();
+            stamp_resource(&mut resource, &id, version, now);
+            let body = serde_json::to_string(&resource).map_err(backend)?;
+            let pk = match existing {
+                Some((pk, _, _)) => {
+                    archive_current(tx, pk).await?;
+                    sqlx::query("UPDATE resources SET version = $1, last_updated = $2, deleted = 0, custodian = $3, body = $4 WHERE pk = $5")
+                        .bind(version)
+                        .bind(now)
+                        .bind(custodian.as_deref())
+                        .bind(&body)
+                        .bind(pk)
+                        .execute(&mut *tx)
+                        .await?;
+                    delete_index(tx, pk).await?;
+                    pk
+                }
+                None => {
+                    let inserted = sqlx::query(
+                        "INSERT INTO resources (res_type, res_id, version, last_updated, deleted, custodian, body) \
+                         VALUES ($1, $2, $3, $4, 0, $5, $6) ON CONFLICT (res_type, res_id) DO NOTHING RETURNING pk",
+                    )
+                    .bind(&resource_type)
+                    .bind(&id)
+                    .bind(version)
+                    .bind(now)
+                    .bind(custodian.as_deref())
+                    .bind(&body)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match inserted {
+                        Some(row) => row.try_get::<i64, _>(0)?,
+                        None => return Err(TxError::LostRace),
+                    }
+                }
+            };
+            insert_index(tx, pk, &resource_type, index).await?;
+            let effect =
+                if existing.is_none() || current_deleted { WriteEffect::Created } else { WriteEffect::Updated };
+            Ok(WriteOutcome {
+                effect,
+                stored: StoredResource {
+                    resource_type,
+                    id,
+                    version,
+                    last_updated: now,
+                    deleted: false,
+                    custodian: custodian.clone(),
+                    body: Some(body),
+                },
+            })
+        }
+        WriteOp::Delete { .. } => match existing {
+            Some((pk, version, false)) => {
+                archive_current(tx, pk).await?;
+                let row = sqlx::query("UPDATE resources SET version = $1, last_updated = $2, deleted = 1, body = NULL WHERE pk = $3 RETURNING custodian")
+                    .bind(version + 1)
+                    .bind(now)
+                    .bind(pk)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let custodian: Option<String> = row.try_get(0)?;
+                delete_index(tx, pk).await?;
+                Ok(WriteOutcome {
+                    effect: WriteEffect::Deleted,
+                    stored: StoredResource {
+                        resource_type,
+                        id,
+                        version: version + 1,
+                        last_updated: now,
+                        deleted: true,
+                        custodian,
+                        body: None,
+                    },
+                })
+            }
+            _ => Ok(WriteOutcome {
+                effect: WriteEffect::Unchanged,
+                stored: StoredResource {
+                    resource_type,
+                    id,
+                    version: current_version,
+                    last_updated: now,
+                    deleted: true,
+                    custodian: None,
+                    body: None,
+                },
+            }),
+        },
+    }
+}
+
+async fn migrate_schema(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
+        .bind(MIGRATION_LOCK_CLASS)
+        .execute(&mut *tx)
+        .await?;
+    // Statements without bound values go through the simple query protocol, which runs a whole
+    // script of several statements.
+    Executor::execute(
+        &mut *tx,
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await?;
+    let applied: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0)::bigint FROM schema_migrations")
+        .fetch_one(&mut *tx)
+        .await?;
+    for (version, script) in MIGRATIONS {
+        if *version > applied {
+            Executor::execute(&mut *tx, *script).await?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(version)
+                .bind(now_millis())
+                .execute(&mut *tx)
+                .await?;
+            tracing::info!(version, "applied postgres migration");
+        }
+    }
+    tx.commit().await
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend_name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        migrate_schema(&self.pool).await.map_err(|e| backend(format!("migration: {e}")))
+    }
+
+    async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM resources WHERE res_type = $1 AND res_id = $2"))
+            .bind(resource_type)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(row_to_resource).transpose().map_err(backend)
+    }
+
+    async fn read_version(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM resources WHERE res_type = $1 AND res_id = $2 AND version = $3 \
+             UNION ALL SELECT {COLUMNS} FROM resource_versions WHERE res_type = $1 AND res_id = $2 AND version = $3"
+        ))
+        .bind(resource_type)
+        .bind(id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(row_to_resource).transpose().map_err(backend)
+    }
+
+    async fn apply(&self, writes: Vec<WriteOp>) -> Result<Vec<WriteOutcome>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match apply_writes(&self.pool, &writes).await {
+                Ok(outcomes) => return Ok(outcomes),
+                Err(TxError::Store(e)) => return Err(e),
+                Err(TxError::Sql(e)) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
+                    tracing::debug!(attempt, error = %e, "retrying postgres write transaction");
+                }
+                Err(TxError::Sql(e)) => return Err(backend(e)),
+                Err(TxError::LostRace) if attempt < MAX_ATTEMPTS => {}
+                Err(TxError::LostRace) => return Err(backend("a concurrent write kept recreating the same resource")),
+            }
+        }
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<Page, StoreError> {
+        let count_statement = sql::search_statement(Dialect::Postgres, query, SearchShape::Count);
+        let page_statement = (query.summary != Some(Summary::Count) && query.count > 0)
+            .then(|| sql::search_statement(Dialect::Postgres, query, SearchShape::Page));
+        let mut connection = self.pool.acquire().await.map_err(backend)?;
+        let total = query_count(&mut connection, &count_statement).await?;
+        let entries = match page_statement {
+            Some(statement) => query_resources(&mut connection, &statement).await?,
+            None => Vec::new(),
+        };
+        Ok(Page { entries, total })
+    }
+
+    async fn include(&self, sources: &[StoredResource], include: &Include) -> Result<Vec<StoredResource>, StoreError> {
+        let sources: Vec<(String, String)> = keys_of(sources)
+            .into_iter()
+            .filter(|(t, _)| include.source_type == "*" || *t == include.source_type)
+            .collect();
+        if sources.is_empty() {
+            return Ok(Vec::new());
+        }
+        let statement =
+            sql::include_targets_statement(Dialect::Postgres, &sources, &include.param, include.target_type.as_deref());
+        let mut connection = self.pool.acquire().await.map_err(backend)?;
+        let rows = bind_values(sqlx::query(&statement.sql), &statement.values)
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(backend)?;
+        let targets = rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<Vec<(String, String)>, sqlx::Error>>()
+            .map_err(backend)?;
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        query_resources(&mut connection, &sql::read_many_statement(Dialect::Postgres, &targets)).await
+    }
+
+    async fn revinclude(
+        &self,
+        targets: &[StoredResource],
+        include: &Include,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let statement =
+            sql::revinclude_statement(Dialect::Postgres, &keys_of(targets), &include.source_type, &include.param);
+        let mut connection = self.pool.acquire().await.map_err(backend)?;
+        query_resources(&mut connection, &statement).await
+    }
+
+    async fn patient_compartment(&self, patient_id: &str, count: usize, offset: usize) -> Result<Page, StoreError> {
+        let (page, total) = sql::compartment_statements(Dialect::Postgres, patient_id, count, offset);
+        let mut connection = self.pool.acquire().await.map_err(backend)?;
+        Ok(Page {
+            total: query_count(&mut connection, &total).await?,
+            entries: query_resources(&mut connection, &page).await?,
+        })
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> Result<Page, StoreError> {
+        let (page, total) = sql::history_statements(Dialect::Postgres, query);
+        let mut connection = self.pool.acquire().await.map_err(backend)?;
+        Ok(Page {
+            total: query_count(&mut connection, &total).await?,
+            entries: query_resources(&mut connection, &page).await?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_found_in_urls() {
+        assert_eq!(url_password("postgres://user:s3cret@db:5432/x"), Some("s3cret"));
+        assert_eq!(url_password("postgres://user@db/x"), None);
+        assert_eq!(url_password("postgres://db/x?user=a"), None);
+        let StoreError::Backend(message) = connect_error("postgres://u:s3cret@h/d", "bad s3cret") else {
+            panic!("backend error")
+        };
+        assert!(!message.contains("s3cret"));
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("t_1"), "\"t_1\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

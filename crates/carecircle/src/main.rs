@@ -1,0 +1,189 @@
+//! The `carecircle` binary: serve the record, run the demo partnership, import FHIR data,
+//! migrate the database.
+
+mod import;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use carecircle_http::{router, HttpConfig, DEFAULT_MAX_BODY_BYTES};
+use carecircle_record::{custodian_reference, Caller, Record};
+use carecircle_store::Store;
+use clap::{Args, Parser, Subcommand};
+
+/// carecircle: a shared care record for health and social care partnerships, served as a FHIR R4
+/// API from one binary. Data lives in an embedded SQLite file by default, or in PostgreSQL.
+#[derive(Parser)]
+#[command(name = "carecircle", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the record is kept.
+#[derive(Args, Clone)]
+struct StorageArgs {
+    /// Directory of the embedded SQLite database (created if missing). Ignored with --database.
+    #[arg(long, global = true, env = "CARECIRCLE_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// A PostgreSQL URL (postgres://user@host:port/db) to use instead of the embedded SQLite file.
+    #[arg(long, global = true, env = "CARECIRCLE_DATABASE_URL")]
+    database: Option<String>,
+}
+
+/// Settings of the HTTP server.
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address to listen on. Use 0.0.0.0:8080 only behind a TLS-terminating proxy.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Public base URL used in Location headers and Bundle links (default: http://LISTEN).
+    #[arg(long)]
+    base_url: Option<String>,
+    /// Largest request body accepted, in bytes; larger requests get 413.
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Custodian recorded for writes that send no X-Custodian header (Organization/{id}).
+    #[arg(long, default_value = "Organization/carecircle-partnership")]
+    default_custodian: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the FHIR R4 API (migrating the database first).
+    ///
+    /// Example: carecircle serve --listen 127.0.0.1:8080
+    Serve(ServeArgs),
+    /// Create the demo partnership if it is absent, then serve it and print its URL.
+    ///
+    /// The demo holds 14 partner organisations, their staff, about 2,000 fictional people whose
+    /// records are spread across partners under local identifiers, and "Joe" with his
+    /// multi-agency crisis plan. It is generated from --seed; no real personal data.
+    Demo {
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// Seed of the generator: the same seed always gives the same partnership.
+        #[arg(long, default_value_t = 2017)]
+        seed: u64,
+        /// Number of people to generate.
+        #[arg(long, default_value_t = 2000)]
+        people: usize,
+    },
+    /// Import FHIR JSON files, Bundles and NDJSON, from files or folders (recursively).
+    ///
+    /// Resources keep their ids. transaction and batch Bundles are processed as if POSTed;
+    /// collection and searchset Bundles have their entries imported; other Bundles are stored.
+    /// Prints a summary of what was created, updated and refused, with reasons.
+    Import {
+        /// Files or folders to import (.json and .ndjson).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The partner organisation supplying the data (Organization/{id}).
+        #[arg(long, default_value = "Organization/carecircle-partnership")]
+        custodian: String,
+        /// Resources written per database transaction.
+        #[arg(long, default_value_t = 2000)]
+        batch_size: usize,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn open_store(storage: &StorageArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = match &storage.database {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Arc::new(carecircle_store_postgres::PostgresStore::connect(url).await.context("connecting to PostgreSQL")?)
+        }
+        Some(_) => {
+            bail!("--database must be a postgres:// URL; leave it out to use the embedded SQLite store in --data-dir")
+        }
+        None => Arc::new(
+            carecircle_store_sqlite::SqliteStore::open_dir(&storage.data_dir)
+                .with_context(|| format!("opening the SQLite store in {}", storage.data_dir.display()))?,
+        ),
+    };
+    store.migrate().await.context("migrating the database")?;
+    Ok(store)
+}
+
+async fn serve(record: Record, args: &ServeArgs) -> anyhow::Result<()> {
+    let default_custodian = custodian_reference(&args.default_custodian)
+        .map_err(|issue| anyhow::anyhow!("--default-custodian: {}", issue.diagnostics))?;
+    let base_url =
+        args.base_url.clone().unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_string();
+    carecircle_http::init_metrics();
+    let config = HttpConfig {
+        base_url: base_url.clone(),
+        max_body_bytes: args.max_body_bytes,
+        default_custodian: Caller { custodian: default_custodian },
+    };
+    let app = router(record, config);
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    println!("carecircle FHIR R4 API at {base_url}  (CapabilityStatement: {base_url}/metadata)");
+    tracing::info!(%base_url, "serving");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    // If the signal handler cannot be installed the server simply runs until killed.
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match cli.command {
+        Command::Serve(args) => {
+            let record = Record::new(open_store(&cli.storage).await?);
+            serve(record, &args).await
+        }
+        Command::Demo { serve: args, seed, people } => {
+            let record = Record::new(open_store(&cli.storage).await?);
+            import::ensure_demo(&record, seed, people).await?;
+            let base = args.base_url.clone().unwrap_or_else(|| format!("http://{}", args.listen));
+            println!(
+                "Joe's record from every partner: {base}/Patient/{}/$everything",
+                carecircle_demo::well_known::JOE_PATIENT_MH_TRUST
+            );
+            serve(record, &args).await
+        }
+        Command::Import { paths, custodian, batch_size } => {
+            let custodian = custodian_reference(&custodian)
+                .map_err(|issue| anyhow::anyhow!("--custodian: {}", issue.diagnostics))?;
+            let record = Record::new(open_store(&cli.storage).await?);
+            let summary = import::import_paths(&record, &Caller { custodian }, &paths, batch_size.max(1)).await?;
+            println!("{summary}");
+            if summary.n_failed > 0 {
+                std::process::exit(2);
+            }
+            Ok(())
+        }
+        Command::Migrate => {
+            let store = open_store(&cli.storage).await?;
+            println!("the {} database schema is up to date", store.backend_name());
+            Ok(())
+        }
+    }
+}
