@@ -14,7 +14,8 @@
 //! conversion to an [`IndexValue`] knows whether a value is a HumanName, a Coding, a Period, ...
 //!
 //! Indexing rules worth knowing:
-//! - `_id` and `_lastUpdated` are not indexed: they are served from storage columns.
+//! - `_id`, `_lastUpdated` and `_source` are not indexed: they are served from storage columns
+//!   (`_source` is the custodian, which the server itself writes into `meta.source`).
 //! - composite and special parameters, and parameters without an expression, are not indexed.
 //! - quantity parameters index Quantity, Age, Duration, Count, Distance, SimpleQuantity and Money
 //!   (whose `currency` is the code), using `code` or else `unit`.
@@ -681,6 +682,7 @@ fn is_indexed(param: &SearchParamDef) -> bool {
         && param.expression.as_deref().is_some_and(|e| !e.trim().is_empty())
         && param.code != "_id"
         && param.code != "_lastUpdated"
+        && param.code != "_source"
 }
 
 static COMPILED: OnceLock<HashMap<String, Vec<CompiledParam>>> = OnceLock::new();

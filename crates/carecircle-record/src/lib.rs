@@ -201,7 +201,13 @@ impl Record {
         caller: &Caller,
         resources: Vec<Value>,
     ) -> Result<Vec<Result<WriteOutcome, RecordError>>, RecordError> {
-        let mut results: Vec<Option<Result<WriteOutcome, RecordError>>> = Vec::with_capacity(resources.len());
+        self.apply_import(self.prepare_import(caller, resources)).await
+    }
+
+    /// The CPU half of [`Record::import`]: validation and index extraction, no I/O. Callers that
+    /// pipeline prepare the next batch while the previous one is applied.
+    pub fn prepare_import(&self, caller: &Caller, resources: Vec<Value>) -> PreparedImport {
+        let mut slots = Vec::with_capacity(resources.len());
         let mut writes = Vec::with_capacity(resources.len());
         let mut seen = std::collections::HashSet::new();
         for resource in resources {
@@ -223,18 +229,26 @@ impl Record {
             match checked {
                 Ok(()) => {
                     writes.push(prepare::put(caller, &resource_type, &id, resource, None));
-                    results.push(None);
+                    slots.push(None);
                 }
-                Err(error) => results.push(Some(Err(error))),
+                Err(error) => slots.push(Some(error)),
             }
         }
-        let mut outcomes = self.store.apply(writes).await?.into_iter();
-        Ok(results
+        PreparedImport { slots, writes }
+    }
+
+    /// The I/O half of [`Record::import`]: one atomic write of the valid resources.
+    pub async fn apply_import(
+        &self,
+        prepared: PreparedImport,
+    ) -> Result<Vec<Result<WriteOutcome, RecordError>>, RecordError> {
+        let mut outcomes = self.store.apply(prepared.writes).await?.into_iter();
+        Ok(prepared
+            .slots
             .into_iter()
-            .map(|slot| {
-                slot.unwrap_or_else(|| {
-                    outcomes.next().ok_or_else(|| RecordError::Internal("missing write outcome".into()))
-                })
+            .map(|slot| match slot {
+                Some(error) => Err(error),
+                None => outcomes.next().ok_or_else(|| RecordError::Internal("missing write outcome".into())),
             })
             .collect())
     }
@@ -292,6 +306,15 @@ impl Record {
             )),
         }
     }
+}
+
+/// A validated, indexed import batch, ready to write.
+#[derive(Debug)]
+pub struct PreparedImport {
+    /// Per input resource: `None` when it is among `writes`, else why it was refused.
+    slots: Vec<Option<RecordError>>,
+    /// The writes of the valid resources, in input order.
+    writes: Vec<WriteOp>,
 }
 
 /// A new server-assigned id.

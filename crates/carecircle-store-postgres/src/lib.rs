@@ -236,15 +236,15 @@ impl Column {
     }
 }
 
-/// The rows of one index table for one resource: params and value columns.
+/// The rows of one index table for one resource: parameter keys and value columns.
 struct IndexBatch {
     table: &'static str,
-    params: Vec<String>,
+    params: Vec<i64>,
     columns: Vec<Column>,
 }
 
 /// Groups a resource's index entries by table, in column-major form for `UNNEST`.
-fn index_batches(index: &[IndexEntry]) -> Result<Vec<IndexBatch>, StoreError> {
+fn index_batches(resource_type: &str, index: &[IndexEntry]) -> Result<Vec<IndexBatch>, StoreError> {
     let mut batches: Vec<IndexBatch> = Vec::new();
     for entry in index {
         let (table, values) = sql::index_row(entry);
@@ -263,7 +263,7 @@ fn index_batches(index: &[IndexEntry]) -> Result<Vec<IndexBatch>, StoreError> {
         if batch.columns.len() != values.len() {
             return Err(backend(format!("index rows of {table} have different widths")));
         }
-        batch.params.push(entry.param.clone());
+        batch.params.push(sql::param_key(resource_type, &entry.param));
         for (column, value) in batch.columns.iter_mut().zip(values) {
             column.push(value)?;
         }
@@ -277,14 +277,14 @@ async fn insert_index(
     resource_type: &str,
     index: &[IndexEntry],
 ) -> Result<(), TxError> {
-    for batch in index_batches(index)? {
+    for batch in index_batches(resource_type, index)? {
         let columns = sql::index_columns(batch.table);
-        let mut arrays = format!("$3::{}", "text[]");
+        let mut arrays = String::from("$2::bigint[]");
         for (i, column) in batch.columns.iter().enumerate() {
-            arrays.push_str(&format!(", ${}::{}", i + 4, column.cast()));
+            arrays.push_str(&format!(", ${}::{}", i + 3, column.cast()));
         }
         let statement = format!(
-            "INSERT INTO {table} (resource_pk, res_type, param, {columns}) SELECT $1::bigint, $2::text, u.* FROM UNNEST({arrays}) AS u \
+            "INSERT INTO {table} (resource_pk, param_key, {columns}) SELECT $1::bigint, u.* FROM UNNEST({arrays}) AS u \
              ON CONFLICT DO NOTHING",
             table = batch.table
         );
@@ -292,7 +292,7 @@ async fn insert_index(
         let mut start = 0;
         while start < rows {
             let end = (start + INDEX_CHUNK).min(rows);
-            let mut query = sqlx::query(&statement).bind(pk).bind(resource_type).bind(&batch.params[start..end]);
+            let mut query = sqlx::query(&statement).bind(pk).bind(&batch.params[start..end]);
             for column in &batch.columns {
                 query = match column {
                     Column::Text(v) => query.bind(&v[start..end]),
@@ -559,15 +559,30 @@ impl Store for PostgresStore {
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<Page, StoreError> {
-        let count_statement = sql::search_statement(Dialect::Postgres, query, SearchShape::Count);
-        let page_statement = (query.summary != Some(Summary::Count) && query.count > 0)
-            .then(|| sql::search_statement(Dialect::Postgres, query, SearchShape::Page));
         let mut connection = self.pool.acquire().await.map_err(backend)?;
-        let total = query_count(&mut connection, &count_statement).await?;
-        let entries = match page_statement {
-            Some(statement) => query_resources(&mut connection, &statement).await?,
-            None => Vec::new(),
+        // With several index filters, drive from the one with the fewest matches.
+        let mut estimates = Vec::new();
+        for (i, statement) in sql::driver_estimates(Dialect::Postgres, query) {
+            estimates.push((i, query_count(&mut connection, &statement).await?));
+        }
+        let driver = sql::choose_driver(&estimates);
+        let count_statement = sql::search_statement_with_driver(Dialect::Postgres, query, SearchShape::Count, driver);
+        let page_statement = (query.summary != Some(Summary::Count) && query.count > 0)
+            .then(|| sql::search_statement_with_driver(Dialect::Postgres, query, SearchShape::Page, driver));
+        let Some(statement) = page_statement else {
+            return Ok(Page { entries: Vec::new(), total: query_count(&mut connection, &count_statement).await? });
         };
+        // The page carries the number of all matches in its last column.
+        let rows = bind_values(sqlx::query(&statement.sql), &statement.values)
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(backend)?;
+        let total = match rows.first() {
+            Some(row) => row.try_get::<i64, _>(7).map_err(backend)? as usize,
+            None if query.offset == 0 => 0,
+            None => query_count(&mut connection, &count_statement).await?,
+        };
+        let entries = rows.iter().map(row_to_resource).collect::<Result<Vec<_>, _>>().map_err(backend)?;
         Ok(Page { entries, total })
     }
 
@@ -579,8 +594,13 @@ impl Store for PostgresStore {
         if sources.is_empty() {
             return Ok(Vec::new());
         }
-        let statement =
-            sql::include_targets_statement(Dialect::Postgres, &sources, &include.param, include.target_type.as_deref());
+        let statement = sql::include_targets_statement(
+            Dialect::Postgres,
+            &sources,
+            &include.source_type,
+            &include.param,
+            include.target_type.as_deref(),
+        );
         let mut connection = self.pool.acquire().await.map_err(backend)?;
         let rows = bind_values(sqlx::query(&statement.sql), &statement.values)
             .fetch_all(&mut *connection)

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use carecircle_fhir::search::{Include, SearchQuery, Summary};
+use carecircle_fhir::IndexValue;
 use carecircle_store::sql::{self, Dialect, SearchShape, SqlValue, Statement};
 use carecircle_store::{
     check_expected_version, now_millis, stamp_resource, HistoryQuery, Page, Store, StoreError, StoredResource,
@@ -37,13 +38,21 @@ fn backend(error: impl std::fmt::Display) -> StoreError {
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let connection = Connection::open(path).map_err(backend)?;
+    // Each connection is only ever used under its own Mutex (see `Inner`), so SQLite's
+    // per-connection mutex is redundant; opening without it saves a lock per step.
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+        | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+        | rusqlite::OpenFlags::SQLITE_OPEN_URI
+        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags).map_err(backend)?;
     // WAL lets readers run beside the writer; FULL sync makes every acknowledged commit durable;
-    // the busy timeout covers a second process (e.g. `import` while `serve` runs).
+    // the busy timeout covers a second process (e.g. `import` while `serve` runs); memory-mapped
+    // reads (up to SQLite's 2 GiB cap) spare a system call and a copy per page on large stores.
     connection
         .execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-             PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
+             PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; \
+             PRAGMA mmap_size = 2147418112;",
         )
         .map_err(backend)?;
     connection.set_prepared_statement_cache_capacity(256);
@@ -206,14 +215,7 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, write: WriteOp, now: i64) -> Result
                 }
             };
             for entry in &index {
-                let (table, values) = sql::index_row(entry);
-                let columns = sql::index_columns(table);
-                let placeholders: String = (0..values.len()).map(|i| format!(", ?{}", i + 4)).collect();
-                let statement = format!("INSERT OR IGNORE INTO {table} (resource_pk, res_type, param, {columns}) VALUES (?1, ?2, ?3{placeholders})");
-                let mut bound: Vec<rusqlite::types::Value> =
-                    vec![pk.into(), resource_type.clone().into(), entry.param.clone().into()];
-                bound.extend(values.iter().map(to_sql));
-                tx.prepare_cached(&statement).map_err(backend)?.execute(params_from_iter(bound)).map_err(backend)?;
+                insert_index_entry(tx, pk, sql::param_key(&resource_type, &entry.param), &entry.value)?;
             }
             let effect =
                 if existing.is_none() || current_deleted { WriteEffect::Created } else { WriteEffect::Updated };
@@ -270,6 +272,41 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, write: WriteOp, now: i64) -> Result
             }),
         },
     }
+}
+
+/// Inserts one index row. The statements are fixed per table and values are bound by reference,
+/// so the bulk-import hot path allocates nothing per row.
+fn insert_index_entry(tx: &rusqlite::Transaction<'_>, pk: i64, key: i64, value: &IndexValue) -> Result<(), StoreError> {
+    let result = match value {
+        IndexValue::String { normalized, exact } => tx
+            .prepare_cached("INSERT OR IGNORE INTO idx_string (resource_pk, param_key, value_norm, value_exact) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| s.execute(params![pk, key, normalized, exact])),
+        IndexValue::Token { system, code } => tx
+            .prepare_cached("INSERT OR IGNORE INTO idx_token (resource_pk, param_key, system, code) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| s.execute(params![pk, key, system.as_deref().unwrap_or(""), code])),
+        IndexValue::Reference { target_type, target_id, url } => tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO idx_reference (resource_pk, param_key, target_type, target_id, url) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![pk, key, target_type.as_deref().unwrap_or(""), target_id.as_deref().unwrap_or(""), url])
+            }),
+        IndexValue::Date(range) => tx
+            .prepare_cached("INSERT OR IGNORE INTO idx_date (resource_pk, param_key, start_ms, end_ms) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| s.execute(params![pk, key, range.start, range.end])),
+        IndexValue::Number(number) => tx
+            .prepare_cached("INSERT OR IGNORE INTO idx_number (resource_pk, param_key, value) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![pk, key, number])),
+        IndexValue::Quantity { value, system, code } => tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO idx_quantity (resource_pk, param_key, value, system, code) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| s.execute(params![pk, key, value, system.as_deref().unwrap_or(""), code.as_deref().unwrap_or("")])),
+        IndexValue::Uri(uri) => tx
+            .prepare_cached("INSERT OR IGNORE INTO idx_uri (resource_pk, param_key, uri) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![pk, key, uri])),
+    };
+    result.map(|_| ()).map_err(backend)
 }
 
 fn archive_current(tx: &rusqlite::Transaction<'_>, pk: i64) -> Result<(), StoreError> {
@@ -360,16 +397,36 @@ impl Store for SqliteStore {
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<Page, StoreError> {
-        let count_statement = sql::search_statement(Dialect::Sqlite, query, SearchShape::Count);
-        let page_statement = (query.summary != Some(Summary::Count) && query.count > 0)
-            .then(|| sql::search_statement(Dialect::Sqlite, query, SearchShape::Page));
+        let query = query.clone();
         self.with_reader(move |connection| {
-            let total = query_count(connection, &count_statement)?;
-            let entries = match page_statement {
-                Some(statement) => query_resources(connection, &statement)?,
-                None => Vec::new(),
+            // With several index filters, drive from the one with the fewest matches.
+            let mut estimates = Vec::new();
+            for (i, statement) in sql::driver_estimates(Dialect::Sqlite, &query) {
+                estimates.push((i, query_count(connection, &statement)?));
+            }
+            let driver = sql::choose_driver(&estimates);
+            let count_statement =
+                sql::search_statement_with_driver(Dialect::Sqlite, &query, SearchShape::Count, driver);
+            let page_statement = (query.summary != Some(Summary::Count) && query.count > 0)
+                .then(|| sql::search_statement_with_driver(Dialect::Sqlite, &query, SearchShape::Page, driver));
+            let offset = query.offset;
+            let Some(statement) = page_statement else {
+                return Ok(Page { entries: Vec::new(), total: query_count(connection, &count_statement)? });
             };
-            Ok(Page { entries, total })
+            let mut prepared = connection.prepare_cached(&statement.sql).map_err(backend)?;
+            let rows = prepared
+                .query_map(params_from_iter(statement.values.iter().map(to_sql)), |row| {
+                    Ok((row_to_resource(row)?, row.get::<_, i64>(7)?))
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            let total = match rows.first() {
+                Some((_, n)) => *n as usize,
+                None if offset == 0 => 0,
+                None => query_count(connection, &count_statement)?,
+            };
+            Ok(Page { entries: rows.into_iter().map(|(r, _)| r).collect(), total })
         })
         .await
     }
@@ -382,8 +439,13 @@ impl Store for SqliteStore {
         if sources.is_empty() {
             return Ok(Vec::new());
         }
-        let statement =
-            sql::include_targets_statement(Dialect::Sqlite, &sources, &include.param, include.target_type.as_deref());
+        let statement = sql::include_targets_statement(
+            Dialect::Sqlite,
+            &sources,
+            &include.source_type,
+            &include.param,
+            include.target_type.as_deref(),
+        );
         self.with_reader(move |connection| {
             let mut prepared = connection.prepare_cached(&statement.sql).map_err(backend)?;
             let targets = prepared

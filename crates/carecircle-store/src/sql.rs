@@ -49,7 +49,27 @@ pub const RESOURCE_COLUMNS: &str = "r.res_type, r.res_id, r.version, r.last_upda
 pub const INDEX_TABLES: &[&str] =
     &["idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri"];
 
-/// One row of an index table: its table, and its values after `resource_pk, res_type, param`.
+/// The key of search parameter `param` of `resource_type` in the index tables: the 64-bit FNV-1a
+/// hash of `Type:param`. One integer instead of two strings keeps index rows small and their
+/// comparisons cheap; a test checks that no two R4 parameters share a key.
+pub fn param_key(resource_type: &str, param: &str) -> i64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    for byte in resource_type.bytes().chain(std::iter::once(b':')).chain(param.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    hash as i64
+}
+
+/// The keys of `param` for a search across all types: one per type that defines it.
+fn param_keys_all_types(param: &str) -> Vec<i64> {
+    let defs = definitions();
+    defs.resource_types().filter(|t| defs.search_param(t, param).is_some()).map(|t| param_key(t, param)).collect()
+}
+
+/// One row of an index table: its table, and its values after `resource_pk, param_key`.
 pub fn index_row(entry: &IndexEntry) -> (&'static str, Vec<SqlValue>) {
     use SqlValue::{Int, Real, Text};
     match &entry.value {
@@ -75,7 +95,7 @@ pub fn index_row(entry: &IndexEntry) -> (&'static str, Vec<SqlValue>) {
     }
 }
 
-/// The value columns of an index table, after `resource_pk, res_type, param`.
+/// The value columns of an index table, after `resource_pk, param_key`.
 pub fn index_columns(table: &str) -> &'static str {
     match table {
         "idx_string" => "value_norm, value_exact",
@@ -155,7 +175,7 @@ impl SqlWriter {
 /// What a search statement returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchShape {
-    /// The page of resources ([`RESOURCE_COLUMNS`]).
+    /// The page of resources ([`RESOURCE_COLUMNS`], then the number of all matches).
     Page,
     /// One row with the number of matches.
     Count,
@@ -163,22 +183,81 @@ pub enum SearchShape {
 
 /// The statement running `query` for a page of resources or for the count.
 pub fn search_statement(dialect: Dialect, query: &SearchQuery, shape: SearchShape) -> Statement {
+    search_statement_with_driver(dialect, query, shape, None)
+}
+
+/// The most matches an estimate counts before it stops: enough to tell a selective filter from
+/// a broad one, cheap enough to run for every filter of every search.
+pub const ESTIMATE_CAP: i64 = 64;
+
+/// For a query with several index filters, one statement per such filter counting its matches up
+/// to [`ESTIMATE_CAP`], keyed by the filter's position; empty when there is nothing to choose.
+pub fn driver_estimates(dialect: Dialect, query: &SearchQuery) -> Vec<(usize, Statement)> {
+    let driving: Vec<usize> = (0..query.filters.len()).filter(|&i| drives_by_index(&query.filters[i])).collect();
+    if driving.len() < 2 {
+        return Vec::new();
+    }
+    driving
+        .into_iter()
+        .map(|i| {
+            let mut w = SqlWriter::new(dialect);
+            w.push("SELECT COUNT(*) FROM (");
+            write_index_subquery(&mut w, query.resource_type.as_deref(), &query.filters[i], Subquery::Select);
+            w.push(" LIMIT ").int(ESTIMATE_CAP).push(") t");
+            (i, w.finish())
+        })
+        .collect()
+}
+
+/// The filter to drive the search from: the one with the fewest estimated matches.
+pub fn choose_driver(estimates: &[(usize, usize)]) -> Option<usize> {
+    estimates.iter().min_by_key(|(_, n)| *n).map(|(i, _)| *i)
+}
+
+/// [`search_statement`] driven by filter `driver` (see [`driver_estimates`]): its matches are
+/// listed from the lookup index, and every other index filter is checked per candidate through
+/// the `(resource_pk, param_key, …)` primary key, so the cost follows the most selective filter.
+/// Without a driver every filter is a lookup of its own.
+pub fn search_statement_with_driver(
+    dialect: Dialect,
+    query: &SearchQuery,
+    shape: SearchShape,
+    driver: Option<usize>,
+) -> Statement {
     let mut w = SqlWriter::new(dialect);
     match shape {
-        SearchShape::Page => w.push("SELECT ").push(RESOURCE_COLUMNS).push(" FROM resources r WHERE r.deleted = 0"),
+        // The page also carries the number of all matches (window computed before LIMIT), so
+        // one query gives both; the count statement is only needed for a page past the end.
+        SearchShape::Page => w
+            .push("SELECT ")
+            .push(RESOURCE_COLUMNS)
+            .push(", COUNT(*) OVER () AS match_count FROM resources r WHERE r.deleted = 0"),
         SearchShape::Count => w.push("SELECT COUNT(*) FROM resources r WHERE r.deleted = 0"),
     };
+    // Index keys embed the resource type, so when an index lookup can drive the query the type
+    // test is redundant; leaving it out stops a planner without statistics from scanning every
+    // resource of the type through the (res_type, res_id) index instead.
     if let Some(resource_type) = &query.resource_type {
-        w.push(" AND r.res_type = ").text(resource_type);
+        if !query.filters.iter().any(drives_by_index) {
+            w.push(" AND r.res_type = ").text(resource_type);
+        }
     }
-    for filter in &query.filters {
+    // The driver lists candidates; the other index filters test each candidate, so a common
+    // family name combined with a rare birth date costs the size of the answer, not of the name.
+    let resource_type = query.resource_type.as_deref();
+    let driver = driver.filter(|&d| query.filters.get(d).is_some_and(drives_by_index));
+    for (i, filter) in query.filters.iter().enumerate() {
         w.push(" AND ");
-        write_filter(&mut w, query.resource_type.as_deref(), filter);
+        if driver.is_some_and(|d| d != i) && drives_by_index(filter) {
+            write_index_subquery(&mut w, resource_type, filter, Subquery::Exists);
+        } else {
+            write_filter(&mut w, resource_type, filter);
+        }
     }
     if shape == SearchShape::Page {
         w.push(" ORDER BY ");
         for key in &query.sort {
-            write_sort_key(&mut w, key);
+            write_sort_key(&mut w, query.resource_type.as_deref(), key);
             w.push(", ");
         }
         w.push("r.pk LIMIT ").int(query.count as i64).push(" OFFSET ").int(query.offset as i64);
@@ -186,7 +265,18 @@ pub fn search_statement(dialect: Dialect, query: &SearchQuery, shape: SearchShap
     w.finish()
 }
 
-fn write_sort_key(w: &mut SqlWriter, key: &SortKey) {
+/// Whether a filter is a positive lookup in an index table (every match has an index row of the
+/// resource's type), which can drive the query.
+fn drives_by_index(filter: &Filter) -> bool {
+    !filter.negated
+        && filter.any_of.iter().all(|condition| match condition {
+            Condition::Missing(missing) => !missing,
+            Condition::Id(_) | Condition::LastUpdated(..) | Condition::Custodian(_) => false,
+            _ => true,
+        })
+}
+
+fn write_sort_key(w: &mut SqlWriter, resource_type: Option<&str>, key: &SortKey) {
     let direction = if key.descending { " DESC" } else { " ASC" };
     let (aggregate, column, table) = match (key.param.as_str(), key.kind) {
         ("_id", _) => {
@@ -207,11 +297,11 @@ fn write_sort_key(w: &mut SqlWriter, key: &SortKey) {
     };
     let aggregate = if key.descending && aggregate == "MIN" { "MAX" } else { aggregate };
     // Resources without a value sort last in both directions.
-    let mut sub = format!("(SELECT {aggregate}(s.{column}) FROM {table} s WHERE s.resource_pk = r.pk AND s.param = ");
     let mut inner = SqlWriter { dialect: w.dialect, sql: String::new(), values: std::mem::take(&mut w.values) };
-    inner.text(&key.param);
-    sub.push_str(&inner.sql);
-    sub.push(')');
+    inner.push(&format!("(SELECT {aggregate}(s.{column}) FROM {table} s WHERE s.resource_pk = r.pk AND "));
+    write_param_key(&mut inner, "s", resource_type, &key.param);
+    inner.push(")");
+    let sub = std::mem::take(&mut inner.sql);
     w.values = inner.values;
     w.push("CASE WHEN ").push(&sub).push(" IS NULL THEN 1 ELSE 0 END, ").push(&sub).push(direction);
     // The subquery text repeats its placeholder number, which both dialects allow.
@@ -221,26 +311,32 @@ fn write_filter(w: &mut SqlWriter, resource_type: Option<&str>, filter: &Filter)
     if filter.negated {
         w.push("NOT ");
     }
-    w.push("(");
-    for (i, condition) in filter.any_of.iter().enumerate() {
-        if i > 0 {
-            w.push(" OR ");
+    match filter.any_of.first() {
+        Some(Condition::Id(_) | Condition::LastUpdated(..) | Condition::Custodian(_)) => {
+            w.push("(");
+            for (i, condition) in filter.any_of.iter().enumerate() {
+                if i > 0 {
+                    w.push(" OR ");
+                }
+                write_column_condition(w, condition);
+            }
+            w.push(")");
         }
-        write_condition(w, resource_type, filter, condition);
+        Some(Condition::Missing(true)) => {
+            w.push("r.pk NOT IN (");
+            write_index_subquery(w, resource_type, filter, Subquery::Select);
+            w.push(")");
+        }
+        _ => {
+            w.push("r.pk IN (");
+            write_index_subquery(w, resource_type, filter, Subquery::Select);
+            w.push(")");
+        }
     }
-    w.push(")");
 }
 
-fn open_subquery(w: &mut SqlWriter, resource_type: Option<&str>, table: &str, param: &str) {
-    w.push("r.pk IN (SELECT x.resource_pk FROM ").push(table).push(" x WHERE ");
-    if let Some(t) = resource_type {
-        w.push("x.res_type = ").text(t).push(" AND ");
-    }
-    w.push("x.param = ").text(param);
-}
-
-fn write_condition(w: &mut SqlWriter, resource_type: Option<&str>, filter: &Filter, condition: &Condition) {
-    let param = filter.param.as_str();
+/// A condition on a column of `resources` (`_id`, `_lastUpdated`, `_source`).
+fn write_column_condition(w: &mut SqlWriter, condition: &Condition) {
     match condition {
         Condition::Id(id) => {
             w.push("r.res_id = ").text(id);
@@ -249,32 +345,71 @@ fn write_condition(w: &mut SqlWriter, resource_type: Option<&str>, filter: &Filt
             w.push("r.custodian = ").text(custodian);
         }
         Condition::LastUpdated(prefix, range) => {
-            write_date_comparison(w, "r.last_updated", "r.last_updated", *prefix, *range);
+            write_date_comparison(w, "r.last_updated", "r.last_updated", *prefix, *range)
         }
-        Condition::Missing(missing) => {
-            if *missing {
-                w.push("NOT ");
-            }
-            open_subquery(w, resource_type, table_for(filter.kind), param);
+        _ => {
+            w.push("1 = 0");
+        }
+    }
+}
+
+/// How an index subquery is used.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Subquery {
+    /// `SELECT x.resource_pk …`: list the matching resources (through the lookup index).
+    Select,
+    /// `EXISTS (SELECT 1 … x.resource_pk = r.pk …)`: test one candidate (through the primary key).
+    Exists,
+}
+
+/// `SELECT x.resource_pk FROM idx_… x WHERE x.param_key = … AND (value ORs)`: the resources with
+/// an index row of the filter's parameter matching any of its values (any value for `:missing`);
+/// or, as [`Subquery::Exists`], whether resource `r` has one.
+fn write_index_subquery(w: &mut SqlWriter, resource_type: Option<&str>, filter: &Filter, mode: Subquery) {
+    match mode {
+        Subquery::Select => w.push("SELECT x.resource_pk FROM ").push(table_for(filter.kind)).push(" x WHERE "),
+        Subquery::Exists => {
+            w.push("EXISTS (SELECT 1 FROM ").push(table_for(filter.kind)).push(" x WHERE x.resource_pk = r.pk AND ")
+        }
+    };
+    write_param_key(w, "x", resource_type, &filter.param);
+    if matches!(filter.any_of.first(), Some(Condition::Missing(_))) {
+        if mode == Subquery::Exists {
             w.push(")");
         }
-        Condition::String(matching) => {
-            open_subquery(w, resource_type, "idx_string", param);
-            match matching {
-                StringMatch::Prefix(text) => write_prefix(w, "x.value_norm", text),
-                StringMatch::Exact(text) => {
-                    let normalized = carecircle_fhir::text::normalize_for_search(text);
-                    write_prefix(w, "x.value_norm", &normalized);
-                    w.push(" AND x.value_exact = ").text(text);
-                }
-                StringMatch::Contains(text) => {
-                    w.push(" AND x.value_norm LIKE ").text(&format!("%{}%", escape_like(text))).push(" ESCAPE '\\'");
-                }
-            }
-            w.push(")");
+        return;
+    }
+    w.push(" AND (");
+    for (i, condition) in filter.any_of.iter().enumerate() {
+        if i > 0 {
+            w.push(" OR ");
         }
+        w.push("(");
+        write_value_condition(w, condition);
+        w.push(")");
+    }
+    w.push(")");
+    if mode == Subquery::Exists {
+        w.push(")");
+    }
+}
+
+/// The predicate on an index row `x` for one value of a parameter.
+fn write_value_condition(w: &mut SqlWriter, condition: &Condition) {
+    match condition {
+        Condition::String(matching) => match matching {
+            StringMatch::Prefix(text) => write_prefix(w, "x.value_norm", text),
+            StringMatch::Exact(text) => {
+                let normalized = carecircle_fhir::text::normalize_for_search(text);
+                write_prefix(w, "x.value_norm", &normalized);
+                w.push(" AND x.value_exact = ").text(text);
+            }
+            StringMatch::Contains(text) => {
+                w.push("x.value_norm LIKE ").text(&format!("%{}%", escape_like(text))).push(" ESCAPE '\\'");
+            }
+        },
         Condition::Token { system, code } => {
-            open_subquery(w, resource_type, "idx_token", param);
+            w.push("1 = 1");
             if let Some(code) = code {
                 w.push(" AND x.code = ").text(code);
             }
@@ -287,11 +422,8 @@ fn write_condition(w: &mut SqlWriter, resource_type: Option<&str>, filter: &Filt
                     w.push(" AND x.system = ").text(system);
                 }
             }
-            w.push(")");
         }
         Condition::Reference { target_type, target_id, url } => {
-            open_subquery(w, resource_type, "idx_reference", param);
-            w.push(" AND (");
             let mut wrote = false;
             if let Some(id) = target_id {
                 w.push("(x.target_id = ").text(id);
@@ -311,23 +443,10 @@ fn write_condition(w: &mut SqlWriter, resource_type: Option<&str>, filter: &Filt
             if !wrote {
                 w.push("1 = 0");
             }
-            w.push("))");
         }
-        Condition::Date(prefix, range) => {
-            open_subquery(w, resource_type, "idx_date", param);
-            w.push(" AND ");
-            write_date_comparison(w, "x.start_ms", "x.end_ms", *prefix, *range);
-            w.push(")");
-        }
-        Condition::Number(prefix, low, high) => {
-            open_subquery(w, resource_type, "idx_number", param);
-            w.push(" AND ");
-            write_number_comparison(w, "x.value", *prefix, *low, *high);
-            w.push(")");
-        }
+        Condition::Date(prefix, range) => write_date_comparison(w, "x.start_ms", "x.end_ms", *prefix, *range),
+        Condition::Number(prefix, low, high) => write_number_comparison(w, "x.value", *prefix, *low, *high),
         Condition::Quantity { prefix, low, high, system, code } => {
-            open_subquery(w, resource_type, "idx_quantity", param);
-            w.push(" AND ");
             write_number_comparison(w, "x.value", *prefix, *low, *high);
             if let Some(system) = system {
                 w.push(" AND x.system = ").text(system);
@@ -335,32 +454,55 @@ fn write_condition(w: &mut SqlWriter, resource_type: Option<&str>, filter: &Filt
             if let Some(code) = code {
                 w.push(" AND x.code = ").text(code);
             }
-            w.push(")");
         }
-        Condition::Uri(mode, uri) => {
-            open_subquery(w, resource_type, "idx_uri", param);
-            match mode {
-                UriMatch::Exact => {
-                    w.push(" AND x.uri = ").text(uri);
-                }
-                UriMatch::Below => write_prefix(w, "x.uri", uri),
-                UriMatch::Above => {
-                    // Every ancestor of the uri at a '/' boundary, and the uri itself.
-                    w.push(" AND x.uri IN (");
-                    let mut ancestors: Vec<&str> = uri
-                        .match_indices('/')
-                        .map(|(i, _)| &uri[..i])
-                        .filter(|a| !a.is_empty() && !a.ends_with(':') && !a.ends_with('/'))
-                        .collect();
-                    ancestors.push(uri);
-                    for (i, ancestor) in ancestors.iter().enumerate() {
-                        if i > 0 {
-                            w.push(", ");
-                        }
-                        w.text(ancestor);
+        Condition::Uri(mode, uri) => match mode {
+            UriMatch::Exact => {
+                w.push("x.uri = ").text(uri);
+            }
+            UriMatch::Below => write_prefix(w, "x.uri", uri),
+            UriMatch::Above => {
+                // Every ancestor of the uri at a '/' boundary, and the uri itself.
+                w.push("x.uri IN (");
+                let mut ancestors: Vec<&str> = uri
+                    .match_indices('/')
+                    .map(|(i, _)| &uri[..i])
+                    .filter(|a| !a.is_empty() && !a.ends_with(':') && !a.ends_with('/'))
+                    .collect();
+                ancestors.push(uri);
+                for (i, ancestor) in ancestors.iter().enumerate() {
+                    if i > 0 {
+                        w.push(", ");
                     }
-                    w.push(")");
+                    w.text(ancestor);
                 }
+                w.push(")");
+            }
+        },
+        Condition::Id(_) | Condition::LastUpdated(..) | Condition::Custodian(_) | Condition::Missing(_) => {
+            w.push("1 = 0");
+        }
+    }
+}
+
+/// `alias.param_key = key`, or `IN (keys)` for a search across all types.
+fn write_param_key(w: &mut SqlWriter, alias: &str, resource_type: Option<&str>, param: &str) {
+    w.push(alias).push(".param_key");
+    match resource_type {
+        Some(t) => {
+            w.push(" = ").int(param_key(t, param));
+        }
+        None => {
+            let keys = param_keys_all_types(param);
+            if keys.is_empty() {
+                w.push(" IS NULL");
+                return;
+            }
+            w.push(" IN (");
+            for (i, key) in keys.iter().enumerate() {
+                if i > 0 {
+                    w.push(", ");
+                }
+                w.int(*key);
             }
             w.push(")");
         }
@@ -368,10 +510,7 @@ fn write_condition(w: &mut SqlWriter, resource_type: Option<&str>, filter: &Filt
 }
 
 fn write_prefix(w: &mut SqlWriter, column: &str, prefix: &str) {
-    if prefix.is_empty() {
-        return;
-    }
-    w.push(" AND ").push(column).push(" >= ").text(prefix);
+    w.push(column).push(" >= ").text(prefix);
     if let Some(upper) = prefix_upper_bound(prefix) {
         w.push(" AND ").push(column).push(" < ").text(&upper);
     }
@@ -382,12 +521,15 @@ fn escape_like(text: &str) -> String {
 }
 
 /// Date comparison between a stored range `[start, end]` and the parameter's range (R4
-/// §3.1.1.5.7 semantics, both ranges closed).
+/// §3.1.1.5.7 semantics, both ranges closed). Where the semantics imply a bound on `start`
+/// (`start <= end` always holds) it is written out too, so that an index on `start` is scanned
+/// over a bounded range rather than to its end.
 fn write_date_comparison(w: &mut SqlWriter, start: &str, end: &str, prefix: Prefix, range: DateRange) {
     let (ps, pe) = (range.start, range.end);
     match prefix {
         Prefix::Eq => {
-            w.push("(").push(start).push(" >= ").int(ps).push(" AND ").push(end).push(" <= ").int(pe).push(")");
+            w.push("(").push(start).push(" >= ").int(ps).push(" AND ").push(start).push(" <= ").int(pe);
+            w.push(" AND ").push(end).push(" <= ").int(pe).push(")");
         }
         Prefix::Ne => {
             w.push("(").push(start).push(" < ").int(ps).push(" OR ").push(end).push(" > ").int(pe).push(")");
@@ -403,14 +545,14 @@ fn write_date_comparison(w: &mut SqlWriter, start: &str, end: &str, prefix: Pref
             w.push(" AND ").push(end).push(" <= ").int(pe).push("))");
         }
         Prefix::Le => {
-            w.push("(").push(start).push(" < ").int(ps).push(" OR (").push(start).push(" >= ").int(ps);
-            w.push(" AND ").push(end).push(" <= ").int(pe).push("))");
+            w.push("(").push(start).push(" <= ").int(pe).push(" AND (").push(start).push(" < ").int(ps);
+            w.push(" OR ").push(end).push(" <= ").int(pe).push("))");
         }
         Prefix::Sa => {
             w.push(start).push(" > ").int(pe);
         }
         Prefix::Eb => {
-            w.push(end).push(" < ").int(ps);
+            w.push("(").push(start).push(" < ").int(ps).push(" AND ").push(end).push(" < ").int(ps).push(")");
         }
         Prefix::Ap => {
             w.push("(").push(start).push(" <= ").int(pe).push(" AND ").push(end).push(" >= ").int(ps).push(")");
@@ -461,15 +603,15 @@ pub fn is_compartment_link(resource_type: &str, param: &str) -> bool {
     definitions().patient_compartment_params(resource_type).is_some_and(|params| params.iter().any(|p| p == param))
 }
 
-/// `(res_type, param)` pairs that link resources into the Patient compartment, as a SQL list of
-/// `res_type || ':' || param` strings; built from the R4 CompartmentDefinition.
-pub fn compartment_link_keys() -> Vec<String> {
+/// The parameter keys that link resources into the Patient compartment, from the R4
+/// CompartmentDefinition.
+pub fn compartment_link_keys() -> Vec<i64> {
     let defs = definitions();
     let mut keys = Vec::new();
     for resource_type in defs.resource_types() {
         if let Some(params) = defs.patient_compartment_params(resource_type) {
             for param in params {
-                keys.push(format!("{resource_type}:{param}"));
+                keys.push(param_key(resource_type, param));
             }
         }
     }
@@ -492,12 +634,12 @@ pub fn compartment_statements(
         };
         w.push(" FROM resources r WHERE r.deleted = 0 AND ((r.res_type = 'Patient' AND r.res_id = ").text(patient_id);
         w.push(") OR r.pk IN (SELECT x.resource_pk FROM idx_reference x WHERE x.target_id = ").text(patient_id);
-        w.push(" AND x.target_type = 'Patient' AND x.res_type || ':' || x.param IN (");
+        w.push(" AND x.target_type = 'Patient' AND x.param_key IN (");
         for (i, key) in compartment_link_keys().iter().enumerate() {
             if i > 0 {
                 w.push(", ");
             }
-            w.text(key);
+            w.int(*key);
         }
         w.push(")))");
         if shape == SearchShape::Page {
@@ -509,11 +651,12 @@ pub fn compartment_statements(
     (build(SearchShape::Page), build(SearchShape::Count))
 }
 
-/// The statement finding `(target_type, target_id)` pairs referenced by `source_pks` through
-/// `param` (`*` for any) and optionally only to `target_type`.
+/// The statement finding `(target_type, target_id)` pairs referenced by `sources` (of
+/// `source_type`) through `param` (`*` for any) and optionally only to `target_type`.
 pub fn include_targets_statement(
     dialect: Dialect,
     sources: &[(String, String)],
+    source_type: &str,
     param: &str,
     target_type: Option<&str>,
 ) -> Statement {
@@ -521,8 +664,8 @@ pub fn include_targets_statement(
     w.push("SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x JOIN resources r ON r.pk = x.resource_pk WHERE x.target_id <> '' AND x.target_type <> '' AND (");
     write_key_list(&mut w, sources);
     w.push(")");
-    if param != "*" {
-        w.push(" AND x.param = ").text(param);
+    if param != "*" && source_type != "*" {
+        w.push(" AND x.param_key = ").int(param_key(source_type, param));
     }
     if let Some(t) = target_type {
         w.push(" AND x.target_type = ").text(t);
@@ -560,8 +703,8 @@ pub fn revinclude_statement(
         w.push("(x.target_id = ").text(id).push(" AND x.target_type = ").text(t).push(")");
     }
     w.push(")");
-    if param != "*" {
-        w.push(" AND x.param = ").text(param);
+    if param != "*" && source_type != "*" {
+        w.push(" AND x.param_key = ").int(param_key(source_type, param));
     }
     w.push(") ORDER BY r.pk");
     w.finish()
@@ -644,6 +787,21 @@ mod tests {
         let s = statement(Dialect::Sqlite, &[("family", "Smi")]);
         assert!(s.sql.contains("x.value_norm >= ") && s.sql.contains("x.value_norm < "));
         assert!(s.values.contains(&SqlValue::Text("smi".into())) && s.values.contains(&SqlValue::Text("smj".into())));
+    }
+
+    #[test]
+    fn every_r4_parameter_has_its_own_key() {
+        let defs = definitions();
+        let mut seen = std::collections::HashMap::new();
+        for resource_type in defs.resource_types() {
+            for param in defs.search_params(resource_type) {
+                let key = param_key(resource_type, &param.code);
+                if let Some(other) = seen.insert(key, format!("{resource_type}:{}", param.code)) {
+                    panic!("{other} and {resource_type}:{} share key {key}", param.code);
+                }
+            }
+        }
+        assert!(seen.len() > 3000);
     }
 
     #[test]

@@ -93,11 +93,15 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A batch being written while the next one is read and prepared.
+type InFlight = tokio::task::JoinHandle<(Vec<String>, Result<Vec<Result<WriteOutcome, RecordError>>, RecordError>)>;
+
 struct Importer<'a> {
     record: &'a Record,
     caller: &'a Caller,
     batch_size: usize,
     pending: Vec<(String, Value)>,
+    in_flight: Option<InFlight>,
     summary: ImportSummary,
 }
 
@@ -110,16 +114,25 @@ impl Importer<'_> {
         Ok(())
     }
 
+    /// Prepares the pending batch here, waits for the batch being written, then starts writing
+    /// this one in the background: reading and validation overlap with the database work.
     async fn flush(&mut self) -> anyhow::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let (locations, resources): (Vec<String>, Vec<Value>) = std::mem::take(&mut self.pending).into_iter().unzip();
-        let results = self
-            .record
-            .import(self.caller, resources)
-            .await
-            .map_err(|e| anyhow::anyhow!("the store refused a batch: {e}"))?;
+        let prepared = self.record.prepare_import(self.caller, resources);
+        self.wait().await?;
+        let record = self.record.clone();
+        self.in_flight = Some(tokio::spawn(async move { (locations, record.apply_import(prepared).await) }));
+        Ok(())
+    }
+
+    /// Waits for the batch being written and counts its results.
+    async fn wait(&mut self) -> anyhow::Result<()> {
+        let Some(handle) = self.in_flight.take() else { return Ok(()) };
+        let (locations, results) = handle.await.context("the import writer stopped")?;
+        let results = results.map_err(|e| anyhow::anyhow!("the store refused a batch: {e}"))?;
         for (location, result) in locations.into_iter().zip(results) {
             match result {
                 Ok(outcome) => self.summary.record(&outcome),
@@ -131,6 +144,7 @@ impl Importer<'_> {
 
     async fn bundle(&mut self, location: &str, bundle: Value) -> anyhow::Result<()> {
         self.flush().await?;
+        self.wait().await?;
         match self.record.process_bundle(self.caller, bundle).await {
             Ok(response) => {
                 self.summary.n_bundles += 1;
@@ -203,7 +217,14 @@ pub async fn import_paths(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:40}] {bytes}/{total_bytes} ({eta}) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut importer = Importer { record, caller, batch_size, pending: Vec::new(), summary: ImportSummary::default() };
+    let mut importer = Importer {
+        record,
+        caller,
+        batch_size,
+        pending: Vec::new(),
+        in_flight: None,
+        summary: ImportSummary::default(),
+    };
     for file in &files {
         let name = file.display().to_string();
         let text = match std::fs::read_to_string(file) {
@@ -236,6 +257,7 @@ pub async fn import_paths(
         progress.set_message(format!("{} stored", importer.summary.n_created + importer.summary.n_updated));
     }
     importer.flush().await?;
+    importer.wait().await?;
     progress.finish_and_clear();
     importer.summary.seconds = started.elapsed().as_secs_f64();
     Ok(importer.summary)
@@ -275,4 +297,18 @@ pub async fn ensure_demo(record: &Record, seed: u64, people: usize) -> anyhow::R
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Writes the demo partnership as NDJSON to `path`; returns the number of resources.
+pub fn write_demo_ndjson(path: &Path, seed: u64, people: usize) -> anyhow::Result<usize> {
+    use std::io::Write;
+    let resources = carecircle_demo::generate(&carecircle_demo::DemoConfig { seed, n_people: people });
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for demo in &resources {
+        serde_json::to_writer(&mut out, &demo.resource)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(resources.len())
 }

@@ -1,0 +1,21 @@
+-- wrk script: each request GETs a random line of the file named by the PATHS environment variable.
+local paths = {}
+
+function init(args)
+  local file = assert(io.open(os.getenv("PATHS"), "r"))
+  for line in file:lines() do
+    paths[#paths + 1] = line
+  end
+  file:close()
+  math.randomseed(os.time() + (tonumber(tostring({}):sub(8), 16) or 0))
+end
+
+function request()
+  return wrk.format("GET", paths[math.random(#paths)], { ["Accept"] = "application/fhir+json" })
+end
+
+function done(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format("non-2xx/3xx: %d, socket errors: %d\n", summary.errors.status, errors.connect + errors.read + errors.write + errors.timeout))
+  io.write(string.format("latency p50 %.2f ms, p90 %.2f ms, p99 %.2f ms\n", latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000))
+end
