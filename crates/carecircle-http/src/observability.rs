@@ -1,4 +1,4 @@
-//! Health, Prometheus metrics and request logs. Logs carry the route template (`/{resource_type}/{id}`),
+//! Health, Prometheus metrics and request logs (DEBUG level). Logs carry the route template (`/{resource_type}/{id}`),
 //! never the concrete path or query, which can hold personal data.
 
 use std::sync::OnceLock;
@@ -39,7 +39,7 @@ pub async fn track(request: Request, next: Next) -> Response {
     let labels = [("method", method.clone()), ("route", route.clone()), ("status", status.clone())];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(seconds);
-    tracing::info!(%method, %route, %status, latency_ms = seconds * 1000.0, "request");
+    tracing::debug!(%method, %route, %status, latency_ms = seconds * 1000.0, "request");
     response
 }
 
