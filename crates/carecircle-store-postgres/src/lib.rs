@@ -29,7 +29,7 @@ const MIGRATION_LOCK_CLASS: i32 = 0x6363_7067; // "ccpg"
 const MAX_ATTEMPTS: usize = 5;
 
 /// How many index rows go into one `INSERT ... SELECT FROM UNNEST(...)`.
-const INDEX_CHUNK: usize = 5_000;
+const INDEX_CHUNK: usize = 50_000;
 
 /// The columns read for a resource, in the order [`row_to_resource`] expects.
 const COLUMNS: &str = "res_type, res_id, version, last_updated, deleted, custodian, body";
@@ -236,16 +236,22 @@ impl Column {
     }
 }
 
-/// The rows of one index table for one resource: parameter keys and value columns.
+/// Rows bound for one index table, in column-major form for `UNNEST`: the owning resources'
+/// keys, the parameter keys and the value columns, all of the same length.
 struct IndexBatch {
     table: &'static str,
+    pks: Vec<i64>,
     params: Vec<i64>,
     columns: Vec<Column>,
 }
 
-/// Groups a resource's index entries by table, in column-major form for `UNNEST`.
-fn index_batches(resource_type: &str, index: &[IndexEntry]) -> Result<Vec<IndexBatch>, StoreError> {
-    let mut batches: Vec<IndexBatch> = Vec::new();
+/// Adds the index entries of the resource stored at `pk` to `batches`, one batch per table.
+fn add_index_rows(
+    batches: &mut Vec<IndexBatch>,
+    pk: i64,
+    resource_type: &str,
+    index: &[IndexEntry],
+) -> Result<(), StoreError> {
     for entry in index {
         let (table, values) = sql::index_row(entry);
         let position = match batches.iter().position(|b| b.table == table) {
@@ -253,6 +259,7 @@ fn index_batches(resource_type: &str, index: &[IndexEntry]) -> Result<Vec<IndexB
             None => {
                 batches.push(IndexBatch {
                     table,
+                    pks: Vec::new(),
                     params: Vec::new(),
                     columns: values.iter().map(Column::for_value).collect(),
                 });
@@ -263,28 +270,27 @@ fn index_batches(resource_type: &str, index: &[IndexEntry]) -> Result<Vec<IndexB
         if batch.columns.len() != values.len() {
             return Err(backend(format!("index rows of {table} have different widths")));
         }
+        batch.pks.push(pk);
         batch.params.push(sql::param_key(resource_type, &entry.param));
         for (column, value) in batch.columns.iter_mut().zip(values) {
             column.push(value)?;
         }
     }
-    Ok(batches)
+    Ok(())
 }
 
-async fn insert_index(
-    tx: &mut PgConnection,
-    pk: i64,
-    resource_type: &str,
-    index: &[IndexEntry],
-) -> Result<(), TxError> {
-    for batch in index_batches(resource_type, index)? {
+/// Inserts index rows with one `INSERT ... SELECT FROM UNNEST(...)` per table and chunk of
+/// [`INDEX_CHUNK`] rows (each array is a single bind parameter, so chunking only bounds the size
+/// of one message).
+async fn insert_index_batches(tx: &mut PgConnection, batches: &[IndexBatch]) -> Result<(), TxError> {
+    for batch in batches {
         let columns = sql::index_columns(batch.table);
-        let mut arrays = String::from("$2::bigint[]");
+        let mut arrays = String::from("$1::bigint[], $2::bigint[]");
         for (i, column) in batch.columns.iter().enumerate() {
             arrays.push_str(&format!(", ${}::{}", i + 3, column.cast()));
         }
         let statement = format!(
-            "INSERT INTO {table} (resource_pk, param_key, {columns}) SELECT $1::bigint, u.* FROM UNNEST({arrays}) AS u \
+            "INSERT INTO {table} (resource_pk, param_key, {columns}) SELECT * FROM UNNEST({arrays}) \
              ON CONFLICT DO NOTHING",
             table = batch.table
         );
@@ -292,7 +298,7 @@ async fn insert_index(
         let mut start = 0;
         while start < rows {
             let end = (start + INDEX_CHUNK).min(rows);
-            let mut query = sqlx::query(&statement).bind(pk).bind(&batch.params[start..end]);
+            let mut query = sqlx::query(&statement).bind(&batch.pks[start..end]).bind(&batch.params[start..end]);
             for column in &batch.columns {
                 query = match column {
                     Column::Text(v) => query.bind(&v[start..end]),
@@ -307,26 +313,39 @@ async fn insert_index(
     Ok(())
 }
 
-/// Deletes every index row of a resource, in one round trip.
-async fn delete_index(tx: &mut PgConnection, pk: i64) -> Result<(), TxError> {
+/// Inserts the index rows of one resource.
+async fn insert_index(
+    tx: &mut PgConnection,
+    pk: i64,
+    resource_type: &str,
+    index: &[IndexEntry],
+) -> Result<(), TxError> {
+    let mut batches = Vec::new();
+    add_index_rows(&mut batches, pk, resource_type, index)?;
+    insert_index_batches(tx, &batches).await
+}
+
+/// Deletes every index row of the resources `pks`, in one round trip.
+async fn delete_index(tx: &mut PgConnection, pks: &[i64]) -> Result<(), TxError> {
     let mut statement = String::from("WITH ");
     for (i, table) in sql::INDEX_TABLES.iter().enumerate() {
         if i > 0 {
             statement.push_str(", ");
         }
-        statement.push_str(&format!("d{i} AS (DELETE FROM {table} WHERE resource_pk = $1)"));
+        statement.push_str(&format!("d{i} AS (DELETE FROM {table} WHERE resource_pk = ANY($1))"));
     }
     statement.push_str(" SELECT 1");
-    sqlx::query(&statement).bind(pk).execute(&mut *tx).await?;
+    sqlx::query(&statement).bind(pks).execute(&mut *tx).await?;
     Ok(())
 }
 
-async fn archive_current(tx: &mut PgConnection, pk: i64) -> Result<(), TxError> {
+/// Copies the current rows of the resources `pks` into `resource_versions`, in one round trip.
+async fn archive_current(tx: &mut PgConnection, pks: &[i64]) -> Result<(), TxError> {
     sqlx::query(
         "INSERT INTO resource_versions (res_type, res_id, version, last_updated, deleted, custodian, body) \
-         SELECT res_type, res_id, version, last_updated, deleted, custodian, body FROM resources WHERE pk = $1",
+         SELECT res_type, res_id, version, last_updated, deleted, custodian, body FROM resources WHERE pk = ANY($1)",
     )
-    .bind(pk)
+    .bind(pks)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -385,7 +404,7 @@ async fn apply_one(tx: &mut PgConnection, write: &WriteOp, now: i64) -> Result<W
             let body = serde_json::to_string(&resource).map_err(backend)?;
             let pk = match existing {
                 Some((pk, _, _)) => {
-                    archive_current(tx, pk).await?;
+                    archive_current(tx, &[pk]).await?;
                     sqlx::query("UPDATE resources SET version = $1, last_updated = $2, deleted = 0, custodian = $3, body = $4 WHERE pk = $5")
                         .bind(version)
                         .bind(now)
@@ -394,7 +413,7 @@ async fn apply_one(tx: &mut PgConnection, write: &WriteOp, now: i64) -> Result<W
                         .bind(pk)
                         .execute(&mut *tx)
                         .await?;
-                    delete_index(tx, pk).await?;
+                    delete_index(tx, &[pk]).await?;
                     pk
                 }
                 None => {
@@ -434,7 +453,7 @@ async fn apply_one(tx: &mut PgConnection, write: &WriteOp, now: i64) -> Result<W
         }
         WriteOp::Delete { .. } => match existing {
             Some((pk, version, false)) => {
-                archive_current(tx, pk).await?;
+                archive_current(tx, &[pk]).await?;
                 let row = sqlx::query("UPDATE resources SET version = $1, last_updated = $2, deleted = 1, body = NULL WHERE pk = $3 RETURNING custodian")
                     .bind(version + 1)
                     .bind(now)
@@ -442,7 +461,7 @@ async fn apply_one(tx: &mut PgConnection, write: &WriteOp, now: i64) -> Result<W
                     .fetch_one(&mut *tx)
                     .await?;
                 let custodian: Option<String> = row.try_get(0)?;
-                delete_index(tx, pk).await?;
+                delete_index(tx, &[pk]).await?;
                 Ok(WriteOutcome {
                     effect: WriteEffect::Deleted,
                     stored: StoredResource {

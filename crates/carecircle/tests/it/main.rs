@@ -43,11 +43,18 @@ fn import_reports_what_it_stored_and_what_it_refused() {
     assert_eq!(output.status.code(), Some(2), "refusals make the exit code 2: {stdout}");
     assert!(stdout.contains("imported 4 resources (4 created, 0 updated) and 1 Bundles"), "{stdout}");
     assert!(stdout.contains("2 refused"), "{stdout}");
-    assert!(stdout.contains("people.ndjson:2") && stdout.contains("1971-02-30"), "the refusal names the line and why: {stdout}");
+    assert!(
+        stdout.contains("people.ndjson:2") && stdout.contains("1971-02-30"),
+        "the refusal names the line and why: {stdout}"
+    );
     assert!(stdout.contains("people.ndjson:3") && stdout.contains("not valid JSON"), "{stdout}");
 
     // Importing the same file again updates rather than duplicates.
-    let again = carecircle(&data).args(["import", "--custodian", "Organization/gp-1"]).arg(input.join("people.ndjson")).output().unwrap();
+    let again = carecircle(&data)
+        .args(["import", "--custodian", "Organization/gp-1"])
+        .arg(input.join("people.ndjson"))
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("(0 created, 2 updated)"));
 
     let migrate = carecircle(&data).arg("migrate").output().unwrap();
