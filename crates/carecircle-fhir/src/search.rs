@@ -5,8 +5,6 @@
 //! ORed, prefixes `eq ne gt lt ge le sa eb ap` apply to dates, numbers and quantities, and dates
 //! are ranges matched by their precision.
 
-use std::collections::HashSet;
-
 use crate::date::{parse_date_range, DateRange};
 use crate::definitions::{definitions, SearchParamType};
 use crate::outcome::{Issue, IssueType};
@@ -660,11 +658,6 @@ fn precision_range(text: &str) -> Option<(f64, f64)> {
     let decimals = mantissa.split_once('.').map_or(0, |(_, f)| f.len() as i32);
     let half_step = 0.5 * 10f64.powi(exponent - decimals);
     Some((value - half_step, value + half_step))
-}
-
-/// The distinct parameter codes a query filters on, for reporting.
-pub fn filter_codes(query: &SearchQuery) -> HashSet<&str> {
-    query.filters.iter().map(|f| f.param.as_str()).collect()
 }
 
 #[cfg(test)]

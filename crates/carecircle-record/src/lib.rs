@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use carecircle_fhir::search::{parse_search, Handling, SearchQuery, Summary};
 use carecircle_fhir::{definitions, Issue, IssueType};
-use carecircle_store::{HistoryQuery, Page, Store, StoredResource, WriteEffect, WriteOp, WriteOutcome};
+use carecircle_store::{HistoryQuery, Page, Store, StoredResource, WriteOp, WriteOutcome};
 use serde_json::Value;
 
 pub use bundle::BundleKind;
@@ -327,9 +327,4 @@ pub fn parse_query_string(query: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(query.trim_start_matches('?').as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
-}
-
-/// Whether a write changed anything a reader would see.
-pub fn changed(outcome: &WriteOutcome) -> bool {
-    outcome.effect != WriteEffect::Unchanged
 }

@@ -1,6 +1,7 @@
 //! The PostgreSQL backend of the record store: a pooled connection to a shared server, the same
 //! tables and semantics as the SQLite backend, and the search SQL both backends share.
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use async_trait::async_trait;
@@ -27,6 +28,10 @@ const MIGRATION_LOCK_CLASS: i32 = 0x6363_7067; // "ccpg"
 
 /// How many times a transaction that lost a deadlock or a creation race is run again.
 const MAX_ATTEMPTS: usize = 5;
+
+/// The smallest batch applied set-based (a fixed number of round trips for the whole batch)
+/// rather than one write at a time; a single write takes fewer round trips on its own.
+const SET_PATH_MIN: usize = 2;
 
 /// How many index rows go into one `INSERT ... SELECT FROM UNNEST(...)`.
 const INDEX_CHUNK: usize = 50_000;
@@ -351,14 +356,255 @@ async fn archive_current(tx: &mut PgConnection, pks: &[i64]) -> Result<(), TxErr
     Ok(())
 }
 
+/// Applies a batch in one transaction: set-based when it has [`SET_PATH_MIN`] writes or more on
+/// distinct resources, one write at a time otherwise (a batch naming one resource twice must
+/// see its own earlier writes).
 async fn apply_writes(pool: &PgPool, writes: &[WriteOp]) -> Result<Vec<WriteOutcome>, TxError> {
     let mut tx: Transaction<'_, Postgres> = pool.begin().await?;
     let now = now_millis();
-    let mut outcomes = Vec::with_capacity(writes.len());
-    for write in writes {
-        outcomes.push(apply_one_retrying(&mut tx, write, now).await?);
-    }
+    let outcomes = if writes.len() >= SET_PATH_MIN && keys_are_distinct(writes) {
+        apply_set(&mut tx, writes, now).await?
+    } else {
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in writes {
+            outcomes.push(apply_one_retrying(&mut tx, write, now).await?);
+        }
+        outcomes
+    };
     tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// The resource type, id and expected version of a write.
+fn write_key(write: &WriteOp) -> (&str, &str, Option<i64>) {
+    match write {
+        WriteOp::Put { resource_type, id, expected_version, .. }
+        | WriteOp::Delete { resource_type, id, expected_version } => (resource_type, id, *expected_version),
+    }
+}
+
+/// Whether no two writes name the same resource.
+fn keys_are_distinct(writes: &[WriteOp]) -> bool {
+    let mut seen = HashSet::with_capacity(writes.len());
+    writes.iter().all(|write| {
+        let (resource_type, id, _) = write_key(write);
+        seen.insert((resource_type, id))
+    })
+}
+
+/// The locked current row of a resource named in a batch.
+struct Current {
+    pk: i64,
+    version: i64,
+    deleted: bool,
+    custodian: Option<String>,
+}
+
+/// How the set-based path stores one write of a batch.
+enum Step {
+    /// A new row, inserted with the batch's other new rows.
+    Insert,
+    /// A new version of the existing row `pk` (an update, a re-creation or a deletion).
+    Replace(i64),
+    /// Nothing to store.
+    Unchanged,
+}
+
+/// Locks and reads the current rows of every resource the writes name, in one round trip,
+/// locking in primary-key order so that concurrent batches cannot deadlock on each other.
+async fn lock_current(
+    tx: &mut PgConnection,
+    writes: &[WriteOp],
+) -> Result<HashMap<(String, String), Current>, TxError> {
+    let (types, ids): (Vec<&str>, Vec<&str>) = writes
+        .iter()
+        .map(|write| {
+            let (resource_type, id, _) = write_key(write);
+            (resource_type, id)
+        })
+        .unzip();
+    let rows = sqlx::query(
+        "SELECT r.res_type, r.res_id, r.pk, r.version, r.deleted, r.custodian \
+         FROM resources r JOIN UNNEST($1::text[], $2::text[]) AS k(res_type, res_id) \
+         ON r.res_type = k.res_type AND r.res_id = k.res_id ORDER BY r.pk FOR UPDATE OF r",
+    )
+    .bind(&types)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut current = HashMap::with_capacity(rows.len());
+    for row in rows {
+        current.insert(
+            (row.try_get(0)?, row.try_get(1)?),
+            Current {
+                pk: row.try_get(2)?,
+                version: row.try_get(3)?,
+                deleted: row.try_get::<i16, _>(4)? != 0,
+                custodian: row.try_get(5)?,
+            },
+        );
+    }
+    Ok(current)
+}
+
+/// Applies a batch of writes on distinct resources with a fixed number of round trips: lock and
+/// read every current row, check every expected version before writing anything, archive the
+/// replaced rows, drop their index rows, update them and insert the new ones in one statement
+/// each, then insert the whole batch's index rows, one statement per index table. A new resource
+/// that a concurrent transaction created first is applied afterwards by [`apply_one_retrying`],
+/// which sees it and updates it (or reports the conflict it now is).
+async fn apply_set(tx: &mut PgConnection, writes: &[WriteOp], now: i64) -> Result<Vec<WriteOutcome>, TxError> {
+    let current = lock_current(tx, writes).await?;
+
+    // Plan every write, stamping the stored bodies; nothing is written until all versions check.
+    let mut steps = Vec::with_capacity(writes.len());
+    let mut outcomes: Vec<WriteOutcome> = Vec::with_capacity(writes.len());
+    for write in writes {
+        let (resource_type, id, expected) = write_key(write);
+        let existing = current.get(&(resource_type.to_string(), id.to_string()));
+        let (current_version, current_deleted) = existing.map_or((0, false), |c| (c.version, c.deleted));
+        check_expected_version(resource_type, id, expected, current_version, current_deleted)?;
+        let (step, outcome) = match (write, existing) {
+            (WriteOp::Put { resource, custodian, .. }, _) => {
+                let version = current_version + 1;
+                let mut resource = resource.clone();
+                stamp_resource(&mut resource, id, version, now);
+                let body = serde_json::to_string(&resource).map_err(backend)?;
+                let (step, effect) = match existing {
+                    Some(c) if !c.deleted => (Step::Replace(c.pk), WriteEffect::Updated),
+                    Some(c) => (Step::Replace(c.pk), WriteEffect::Created),
+                    None => (Step::Insert, WriteEffect::Created),
+                };
+                let stored = StoredResource {
+                    resource_type: resource_type.to_string(),
+                    id: id.to_string(),
+                    version,
+                    last_updated: now,
+                    deleted: false,
+                    custodian: custodian.clone(),
+                    body: Some(body),
+                };
+                (step, WriteOutcome { effect, stored })
+            }
+            (WriteOp::Delete { .. }, Some(c)) if !c.deleted => {
+                let stored = StoredResource {
+                    resource_type: resource_type.to_string(),
+                    id: id.to_string(),
+                    version: c.version + 1,
+                    last_updated: now,
+                    deleted: true,
+                    custodian: c.custodian.clone(),
+                    body: None,
+                };
+                (Step::Replace(c.pk), WriteOutcome { effect: WriteEffect::Deleted, stored })
+            }
+            (WriteOp::Delete { .. }, _) => {
+                let stored = StoredResource {
+                    resource_type: resource_type.to_string(),
+                    id: id.to_string(),
+                    version: current_version,
+                    last_updated: now,
+                    deleted: true,
+                    custodian: None,
+                    body: None,
+                };
+                (Step::Unchanged, WriteOutcome { effect: WriteEffect::Unchanged, stored })
+            }
+        };
+        steps.push(step);
+        outcomes.push(outcome);
+    }
+
+    // New versions of existing rows: archive the current ones, drop their index rows, update.
+    let mut replaced = Vec::new();
+    let (mut versions, mut deleted, mut custodians, mut bodies) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (step, outcome) in steps.iter().zip(&outcomes) {
+        if let Step::Replace(pk) = step {
+            replaced.push(*pk);
+            versions.push(outcome.stored.version);
+            deleted.push(i16::from(outcome.stored.deleted));
+            custodians.push(outcome.stored.custodian.as_deref());
+            bodies.push(outcome.stored.body.as_deref());
+        }
+    }
+    if !replaced.is_empty() {
+        archive_current(tx, &replaced).await?;
+        delete_index(tx, &replaced).await?;
+        sqlx::query(
+            "UPDATE resources SET version = u.version, last_updated = $1, deleted = u.deleted, \
+             custodian = u.custodian, body = u.body \
+             FROM UNNEST($2::bigint[], $3::bigint[], $4::smallint[], $5::text[], $6::text[]) \
+             AS u(pk, version, deleted, custodian, body) WHERE resources.pk = u.pk",
+        )
+        .bind(now)
+        .bind(&replaced)
+        .bind(&versions)
+        .bind(&deleted)
+        .bind(&custodians)
+        .bind(&bodies)
+        .execute(&mut *tx)
+        .await?;
+    }
+
+    // New rows, inserted in key order (so that concurrent batches creating the same ids wait for
+    // each other instead of deadlocking) and matched back to their writes by key.
+    let mut new: Vec<usize> = (0..writes.len()).filter(|&i| matches!(steps[i], Step::Insert)).collect();
+    new.sort_by(|&a, &b| {
+        let (ta, ia, _) = write_key(&writes[a]);
+        let (tb, ib, _) = write_key(&writes[b]);
+        (ta, ia).cmp(&(tb, ib))
+    });
+    let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(new.len());
+    if !new.is_empty() {
+        let (mut types, mut ids, mut custodians, mut bodies) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for &i in &new {
+            let stored = &outcomes[i].stored;
+            types.push(stored.resource_type.as_str());
+            ids.push(stored.id.as_str());
+            custodians.push(stored.custodian.as_deref());
+            bodies.push(stored.body.as_deref());
+        }
+        let rows = sqlx::query(
+            "INSERT INTO resources (res_type, res_id, version, last_updated, deleted, custodian, body) \
+             SELECT u.res_type, u.res_id, 1, $1, 0, u.custodian, u.body \
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[]) AS u(res_type, res_id, custodian, body) \
+             ON CONFLICT (res_type, res_id) DO NOTHING RETURNING pk, res_type, res_id",
+        )
+        .bind(now)
+        .bind(&types)
+        .bind(&ids)
+        .bind(&custodians)
+        .bind(&bodies)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in rows {
+            inserted.insert((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?);
+        }
+    }
+
+    // Index rows of every stored resource; new resources another transaction created first are
+    // left to the per-write path.
+    let mut batches = Vec::new();
+    let mut lost = Vec::new();
+    for (i, (write, step)) in writes.iter().zip(&steps).enumerate() {
+        let WriteOp::Put { resource_type, id, index, .. } = write else { continue };
+        let pk = match step {
+            Step::Replace(pk) => *pk,
+            Step::Insert => match inserted.get(&(resource_type.clone(), id.clone())) {
+                Some(pk) => *pk,
+                None => {
+                    lost.push(i);
+                    continue;
+                }
+            },
+            Step::Unchanged => continue,
+        };
+        add_index_rows(&mut batches, pk, resource_type, index)?;
+    }
+    insert_index_batches(tx, &batches).await?;
+    for i in lost {
+        outcomes[i] = apply_one_retrying(tx, &writes[i], now).await?;
+    }
     Ok(outcomes)
 }
 

@@ -598,11 +598,6 @@ fn write_number_comparison(w: &mut SqlWriter, column: &str, prefix: Prefix, low:
     }
 }
 
-/// Whether `param` of `resource_type` links it into the Patient compartment.
-pub fn is_compartment_link(resource_type: &str, param: &str) -> bool {
-    definitions().patient_compartment_params(resource_type).is_some_and(|params| params.iter().any(|p| p == param))
-}
-
 /// The parameter keys that link resources into the Patient compartment, from the R4
 /// CompartmentDefinition.
 pub fn compartment_link_keys() -> Vec<i64> {
