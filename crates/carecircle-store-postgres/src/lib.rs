@@ -30,7 +30,8 @@ const MIGRATION_LOCK_CLASS: i32 = 0x6363_7067; // "ccpg"
 const MAX_ATTEMPTS: usize = 5;
 
 /// The smallest batch applied set-based (a fixed number of round trips for the whole batch)
-/// rather than one write at a time; a single write takes fewer round trips on its own.
+/// rather than one write at a time; a single write takes as many round trips either way, so it
+/// keeps the per-write path.
 const SET_PATH_MIN: usize = 2;
 
 /// How many index rows go into one `INSERT ... SELECT FROM UNNEST(...)`.
