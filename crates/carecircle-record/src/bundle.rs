@@ -264,22 +264,90 @@ async fn run_get(record: &Record, target: &Target) -> Result<Value, RecordError>
     }
 }
 
+/// The store write of a batch entry that needs nothing but itself (a POST without a condition,
+/// a PUT or DELETE of Type/id), checked; `None` for entries processed on their own.
+fn independent_write(caller: &Caller, entry: &Entry) -> Option<Result<WriteOp, RecordError>> {
+    let target = &entry.target;
+    let body = || entry.resource.clone().unwrap_or(Value::Null);
+    match (entry.method, &target.id) {
+        (Method::Post, _) if entry.if_none_exist.is_none() => Some(
+            prepare::validate_incoming(&entry.resource.clone().unwrap_or(Value::Null), &target.resource_type, None)
+                .map(|()| prepare::put(caller, &target.resource_type, &new_id(), body(), Some(0))),
+        ),
+        (Method::Put, Some(id)) => Some(
+            prepare::validate_incoming(
+                entry.resource.as_ref().unwrap_or(&Value::Null),
+                &target.resource_type,
+                Some(id),
+            )
+            .map(|()| prepare::put(caller, &target.resource_type, id, body(), entry.if_match)),
+        ),
+        (Method::Delete, Some(id)) => {
+            Some(prepare::check_type_and_id(&target.resource_type, id).map(|()| WriteOp::Delete {
+                resource_type: target.resource_type.clone(),
+                id: id.clone(),
+                expected_version: entry.if_match,
+            }))
+        }
+        _ => None,
+    }
+}
+
+fn write_key(write: &WriteOp) -> (String, String) {
+    match write {
+        WriteOp::Put { resource_type, id, .. } | WriteOp::Delete { resource_type, id, .. } => {
+            (resource_type.clone(), id.clone())
+        }
+    }
+}
+
+fn outcome_entry(outcome: &WriteOutcome) -> Value {
+    let stored = matches!(outcome.effect, WriteEffect::Created | WriteEffect::Updated).then_some(&outcome.stored);
+    response_entry(write_status(outcome), stored, false)
+}
+
+/// A batch: every entry succeeds or fails on its own. The independent writes are checked one by
+/// one and then committed together (one transaction instead of one per entry); if that combined
+/// write fails, each is retried alone so that one entry's failure never affects another.
 async fn batch(record: &Record, caller: &Caller, entries: Vec<Entry>) -> Value {
-    let mut responses = Vec::with_capacity(entries.len());
-    for entry in entries {
+    let mut responses: Vec<Option<Value>> = vec![None; entries.len()];
+    let locate = |e: RecordError, entry: &Entry| {
+        error_entry(&e.within(&at(entry.index, ".resource"), &entry.target.resource_type))
+    };
+    let mut grouped: Vec<(usize, WriteOp)> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut alone: Vec<usize> = Vec::new();
+    for (slot, entry) in entries.iter().enumerate() {
+        match independent_write(caller, entry) {
+            Some(Ok(write)) if seen.insert(write_key(&write)) => grouped.push((slot, write)),
+            Some(Err(error)) => responses[slot] = Some(locate(error, entry)),
+            _ => alone.push(slot),
+        }
+    }
+    let writes: Vec<WriteOp> = grouped.iter().map(|(_, w)| w.clone()).collect();
+    match record.store.apply(writes).await {
+        Ok(outcomes) => {
+            for ((slot, _), outcome) in grouped.iter().zip(&outcomes) {
+                responses[*slot] = Some(outcome_entry(outcome));
+            }
+        }
+        Err(_) => {
+            for (slot, write) in grouped {
+                responses[slot] = Some(match record.store.apply(vec![write]).await {
+                    Ok(outcomes) => {
+                        outcomes.first().map(outcome_entry).unwrap_or_else(|| json!({"response": {"status": "200 OK"}}))
+                    }
+                    Err(error) => locate(error.into(), &entries[slot]),
+                });
+            }
+        }
+    }
+    // Reads, conditional creates and repeated targets run on their own, after the writes.
+    for slot in alone {
+        let entry = &entries[slot];
         let target = &entry.target;
         let result = match entry.method {
             Method::Get => run_get(record, target).await,
-            Method::Delete => match &target.id {
-                Some(id) => record
-                    .delete(&target.resource_type, id, entry.if_match)
-                    .await
-                    .map(|o| response_entry(write_status(&o), None, false)),
-                None => Err(RecordError::NotSupported(Issue::error(
-                    IssueType::NotSupported,
-                    "conditional delete is not supported",
-                ))),
-            },
             Method::Post => {
                 let body = entry.resource.clone().unwrap_or(Value::Null);
                 record.create(caller, &target.resource_type, body, entry.if_none_exist.as_deref()).await.map(
@@ -289,24 +357,36 @@ async fn batch(record: &Record, caller: &Caller, entries: Vec<Entry>) -> Value {
                     },
                 )
             }
-            Method::Put => {
-                let body = entry.resource.clone().unwrap_or(Value::Null);
-                match &target.id {
-                    Some(id) => record
-                        .update(caller, &target.resource_type, id, body, entry.if_match)
-                        .await
-                        .map(|o| response_entry(write_status(&o), Some(&o.stored), false)),
-                    None => Err(RecordError::NotSupported(Issue::error(
-                        IssueType::NotSupported,
-                        "PUT needs Type/id in a batch",
-                    ))),
-                }
-            }
+            Method::Put => match &target.id {
+                Some(id) => record
+                    .update(
+                        caller,
+                        &target.resource_type,
+                        id,
+                        entry.resource.clone().unwrap_or(Value::Null),
+                        entry.if_match,
+                    )
+                    .await
+                    .map(|o| response_entry(write_status(&o), Some(&o.stored), false)),
+                None => Err(RecordError::NotSupported(Issue::error(
+                    IssueType::NotSupported,
+                    "PUT needs Type/id in a batch",
+                ))),
+            },
+            Method::Delete => match &target.id {
+                Some(id) => record.delete(&target.resource_type, id, entry.if_match).await.map(|o| outcome_entry(&o)),
+                None => Err(RecordError::NotSupported(Issue::error(
+                    IssueType::NotSupported,
+                    "conditional delete is not supported",
+                ))),
+            },
         };
-        let resource_type = target.resource_type.clone();
-        responses
-            .push(result.unwrap_or_else(|e| error_entry(&e.within(&at(entry.index, ".resource"), &resource_type))));
+        responses[slot] = Some(result.unwrap_or_else(|e| locate(e, entry)));
     }
+    let responses: Vec<Value> = responses
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| json!({"response": {"status": "500 Internal Server Error"}})))
+        .collect();
     json!({ "resourceType": "Bundle", "id": new_id(), "type": "batch-response", "entry": responses })
 }
 

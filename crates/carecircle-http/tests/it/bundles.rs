@@ -162,3 +162,25 @@ async fn a_batch_runs_each_entry_on_its_own() {
     assert_eq!(entries[3]["resource"]["total"], 1);
     assert_eq!(app.count("Patient").await, 1);
 }
+
+#[tokio::test]
+async fn one_failing_write_in_a_batch_leaves_the_others_stored() {
+    let app = TestApp::new().await;
+    app.put("/Patient/p1", &json!({"resourceType": "Patient", "id": "p1"})).await;
+    let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p2", "active": true}, "request": {"method": "PUT", "url": "Patient/p2"}},
+        {"resource": {"resourceType": "Patient", "id": "p1", "active": false}, "request": {"method": "PUT", "url": "Patient/p1", "ifMatch": "W/\"7\""}},
+        {"resource": {"resourceType": "Patient", "name": [{"family": "Posted"}]}, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Patient", "id": "p2", "active": false}, "request": {"method": "PUT", "url": "Patient/p2"}},
+        {"request": {"method": "DELETE", "url": "Patient/absent"}}
+    ]});
+    let response = app.post("/", &bundle).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    let statuses: Vec<&str> =
+        response.body["entry"].as_array().unwrap().iter().map(|e| e["response"]["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["201 Created", "412 Precondition Failed", "201 Created", "200 OK", "204 No Content"]);
+    assert_eq!(app.count("Patient").await, 3);
+    let p2 = app.get("/Patient/p2").await;
+    assert_eq!((p2.body["active"].as_bool(), p2.body["meta"]["versionId"].as_str()), (Some(false), Some("2")));
+    assert!(app.get("/Patient/p1").await.body.get("active").is_none());
+}
