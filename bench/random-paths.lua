@@ -10,6 +10,15 @@ function init(args)
   math.randomseed(os.time() + (tonumber(tostring({}):sub(8), 16) or 0))
 end
 
+-- With DELAY_MS set, each connection pauses that long before each request, which paces the load
+-- (64 connections pausing 15 ms give about 4,000 requests/s) so latency is measured at a given rate.
+local pause = tonumber(os.getenv("DELAY_MS") or "")
+if pause then
+  function delay()
+    return pause
+  end
+end
+
 function request()
   return wrk.format("GET", paths[math.random(#paths)], { ["Accept"] = "application/fhir+json" })
 end

@@ -4,7 +4,7 @@
 #   bench/run.sh BASE_URL DATA.ndjson [SECONDS]
 #
 # Runs wrk (apt package wrk) on loopback against BASE_URL with random real paths drawn from
-# DATA.ndjson: read by id at 64 connections, then search by identifier and by family + birth
+# DATA.ndjson: read by id at 64 connections (flat out, then paced to about 4,000 requests/s), then search by identifier and by family + birth
 # date at 1 and at 64 connections. The server must already hold DATA.ndjson.
 set -euo pipefail
 base=${1:?base URL, e.g. http://127.0.0.1:8080}
@@ -19,6 +19,8 @@ run() { # name connections
     PATHS="$paths/$1.txt" wrk -t"$threads" -c"$2" -d"${seconds}s" -s "$here/random-paths.lua" "$base" | grep -E "Requests/sec|latency p50|non-2xx"
 }
 run read 64
+echo "== read, 64 connections paced to about 4,000 requests/s"
+PATHS="$paths/read.txt" DELAY_MS=15 wrk -t2 -c64 -d"${seconds}s" -s "$here/random-paths.lua" "$base" | grep -E "Requests/sec|latency p50|non-2xx"
 run identifier 1
 run identifier 64
 run family-birthdate 1
