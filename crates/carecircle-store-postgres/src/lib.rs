@@ -709,31 +709,9 @@ async fn apply_one(tx: &mut PgConnection, write: &WriteOp, now: i64) -> Result<W
                     .await?;
                 let custodian: Option<String> = row.try_get(0)?;
                 delete_index(tx, &[pk]).await?;
-                Ok(WriteOutcome {
-                    effect: WriteEffect::Deleted,
-                    stored: StoredResource {
-                        resource_type,
-                        id,
-                        version: version + 1,
-                        last_updated: now,
-                        deleted: true,
-                        custodian,
-                        body: None,
-                    },
-                })
+                Ok(WriteOutcome::deleted(resource_type, id, version + 1, now, custodian))
             }
-            _ => Ok(WriteOutcome {
-                effect: WriteEffect::Unchanged,
-                stored: StoredResource {
-                    resource_type,
-                    id,
-                    version: current_version,
-                    last_updated: now,
-                    deleted: true,
-                    custodian: None,
-                    body: None,
-                },
-            }),
+            _ => Ok(WriteOutcome::unchanged(resource_type, id, current_version, now)),
         },
     }
 }

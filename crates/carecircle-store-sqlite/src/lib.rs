@@ -245,31 +245,9 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, write: WriteOp, now: i64) -> Result
                 let custodian: Option<String> = tx
                     .query_row("SELECT custodian FROM resources WHERE pk = ?1", params![pk], |row| row.get(0))
                     .map_err(backend)?;
-                Ok(WriteOutcome {
-                    effect: WriteEffect::Deleted,
-                    stored: StoredResource {
-                        resource_type,
-                        id,
-                        version: version + 1,
-                        last_updated: now,
-                        deleted: true,
-                        custodian,
-                        body: None,
-                    },
-                })
+                Ok(WriteOutcome::deleted(resource_type, id, version + 1, now, custodian))
             }
-            _ => Ok(WriteOutcome {
-                effect: WriteEffect::Unchanged,
-                stored: StoredResource {
-                    resource_type,
-                    id,
-                    version: current_version,
-                    last_updated: now,
-                    deleted: true,
-                    custodian: None,
-                    body: None,
-                },
-            }),
+            _ => Ok(WriteOutcome::unchanged(resource_type, id, current_version, now)),
         },
     }
 }

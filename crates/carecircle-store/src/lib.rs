@@ -90,6 +90,38 @@ pub struct WriteOutcome {
     pub stored: StoredResource,
 }
 
+impl WriteOutcome {
+    /// The outcome of deleting `resource_type/id`, whose deletion is version `version`.
+    pub fn deleted(
+        resource_type: String,
+        id: String,
+        version: i64,
+        last_updated: i64,
+        custodian: Option<String>,
+    ) -> WriteOutcome {
+        WriteOutcome {
+            effect: WriteEffect::Deleted,
+            stored: StoredResource { resource_type, id, version, last_updated, deleted: true, custodian, body: None },
+        }
+    }
+
+    /// The outcome of deleting what is absent or already deleted (`current_version` 0: absent).
+    pub fn unchanged(resource_type: String, id: String, current_version: i64, last_updated: i64) -> WriteOutcome {
+        WriteOutcome {
+            effect: WriteEffect::Unchanged,
+            stored: StoredResource {
+                resource_type,
+                id,
+                version: current_version,
+                last_updated,
+                deleted: true,
+                custodian: None,
+                body: None,
+            },
+        }
+    }
+}
+
 /// A page of results and, when counted, how many match in all.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Page {
