@@ -62,14 +62,7 @@ pub async fn read(
     State(state): State<AppState>,
     Path((resource_type, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let stored = state.record.read(&resource_type, &id).await?;
-    Ok(resource_response(
-        StatusCode::OK,
-        &stored,
-        &state.config.base_url,
-        false,
-        crate::fhir_json::ReturnPreference::Representation,
-    ))
+    Ok(stored_response(&state, &state.record.read(&resource_type, &id).await?))
 }
 
 /// `GET /{type}/{id}/_history/{version}`.
@@ -77,14 +70,18 @@ pub async fn vread(
     State(state): State<AppState>,
     Path((resource_type, id, version)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let stored = state.record.vread(&resource_type, &id, &version).await?;
-    Ok(resource_response(
+    Ok(stored_response(&state, &state.record.vread(&resource_type, &id, &version).await?))
+}
+
+/// 200 with a stored version, its ETag and Last-Modified.
+fn stored_response(state: &AppState, stored: &carecircle_store::StoredResource) -> Response {
+    resource_response(
         StatusCode::OK,
-        &stored,
+        stored,
         &state.config.base_url,
         false,
         crate::fhir_json::ReturnPreference::Representation,
-    ))
+    )
 }
 
 /// `PUT /{type}/{id}`: update, or create with the client's id; `If-Match` for optimistic locking.

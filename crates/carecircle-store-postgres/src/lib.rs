@@ -203,10 +203,6 @@ async fn query_count(connection: &mut PgConnection, statement: &Statement) -> Re
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
-fn keys_of(resources: &[StoredResource]) -> Vec<(String, String)> {
-    resources.iter().map(|r| (r.resource_type.clone(), r.id.clone())).collect()
-}
-
 /// One column of index values, bound as a PostgreSQL array.
 enum Column {
     Text(Vec<String>),
@@ -831,10 +827,7 @@ impl Store for PostgresStore {
     }
 
     async fn include(&self, sources: &[StoredResource], include: &Include) -> Result<Vec<StoredResource>, StoreError> {
-        let sources: Vec<(String, String)> = keys_of(sources)
-            .into_iter()
-            .filter(|(t, _)| include.source_type == "*" || *t == include.source_type)
-            .collect();
+        let sources = sql::include_sources(sources, include);
         if sources.is_empty() {
             return Ok(Vec::new());
         }
@@ -870,7 +863,7 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let statement =
-            sql::revinclude_statement(Dialect::Postgres, &keys_of(targets), &include.source_type, &include.param);
+            sql::revinclude_statement(Dialect::Postgres, &sql::keys_of(targets), &include.source_type, &include.param);
         let mut connection = self.pool.acquire().await.map_err(backend)?;
         query_resources(&mut connection, &statement).await
     }

@@ -157,10 +157,6 @@ fn query_count(connection: &Connection, statement: &Statement) -> Result<usize, 
     Ok(n as usize)
 }
 
-fn keys_of(resources: &[StoredResource]) -> Vec<(String, String)> {
-    resources.iter().map(|r| (r.resource_type.clone(), r.id.clone())).collect()
-}
-
 fn apply_writes(connection: &mut Connection, writes: Vec<WriteOp>) -> Result<Vec<WriteOutcome>, StoreError> {
     let transaction =
         connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
@@ -410,10 +406,7 @@ impl Store for SqliteStore {
     }
 
     async fn include(&self, sources: &[StoredResource], include: &Include) -> Result<Vec<StoredResource>, StoreError> {
-        let sources: Vec<(String, String)> = keys_of(sources)
-            .into_iter()
-            .filter(|(t, _)| include.source_type == "*" || *t == include.source_type)
-            .collect();
+        let sources = sql::include_sources(sources, include);
         if sources.is_empty() {
             return Ok(Vec::new());
         }
@@ -448,7 +441,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let statement =
-            sql::revinclude_statement(Dialect::Sqlite, &keys_of(targets), &include.source_type, &include.param);
+            sql::revinclude_statement(Dialect::Sqlite, &sql::keys_of(targets), &include.source_type, &include.param);
         self.with_reader(move |connection| query_resources(connection, &statement)).await
     }
 

@@ -668,6 +668,23 @@ pub fn include_targets_statement(
     w.finish()
 }
 
+/// The `(type, id)` keys of `resources`.
+pub fn keys_of(resources: &[crate::StoredResource]) -> Vec<(String, String)> {
+    resources.iter().map(|r| (r.resource_type.clone(), r.id.clone())).collect()
+}
+
+/// The keys of the page's resources an `_include` starts from (those of its source type).
+pub fn include_sources(
+    resources: &[crate::StoredResource],
+    include: &carecircle_fhir::search::Include,
+) -> Vec<(String, String)> {
+    resources
+        .iter()
+        .filter(|r| include.source_type == "*" || r.resource_type == include.source_type)
+        .map(|r| (r.resource_type.clone(), r.id.clone()))
+        .collect()
+}
+
 /// The statement reading the current, not deleted versions of `keys`.
 pub fn read_many_statement(dialect: Dialect, keys: &[(String, String)]) -> Statement {
     let mut w = SqlWriter::new(dialect);
