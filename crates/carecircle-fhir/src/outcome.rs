@@ -46,6 +46,12 @@ pub enum IssueType {
     MultipleMatches,
     /// Access denied, or the content was withheld.
     Forbidden,
+    /// Authentication failed or is missing.
+    Login,
+    /// A security rule (scope, policy) refused the request.
+    Security,
+    /// Some content was withheld from the response (access decisions filtered it).
+    Suppressed,
 }
 
 impl IssueSeverity {
@@ -78,6 +84,9 @@ impl IssueType {
             IssueType::Informational => "informational",
             IssueType::MultipleMatches => "multiple-matches",
             IssueType::Forbidden => "forbidden",
+            IssueType::Login => "login",
+            IssueType::Security => "security",
+            IssueType::Suppressed => "suppressed",
         }
     }
 }

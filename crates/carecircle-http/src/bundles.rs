@@ -166,3 +166,36 @@ pub fn everything_bundle(base: &str, path: &str, count: usize, offset: usize, pa
         page.entries.iter().filter_map(|stored| stored.json().map(|body| entry(base, stored, body, "match"))).collect();
     bundle("searchset", Some(page.total), paging_links(base, path, &[], count, offset, page.total), entries)
 }
+
+/// A 403 unless the token's scopes allow every entry of a batch or transaction Bundle (each
+/// entry's method on the type its URL names). Malformed entries are left to the Bundle processor,
+/// which reports them in place.
+pub fn require_entry_scopes(
+    principal: &carecircle_record::Principal,
+    bundle: &Value,
+) -> Result<(), crate::error::ApiError> {
+    use carecircle_auth::Interaction;
+    let Some(entries) = bundle.get("entry").and_then(Value::as_array) else { return Ok(()) };
+    for entry in entries {
+        let method = entry.pointer("/request/method").and_then(Value::as_str).unwrap_or_default();
+        let url = entry.pointer("/request/url").and_then(Value::as_str).unwrap_or_default();
+        let path = url.split('?').next().unwrap_or_default().trim_start_matches('/');
+        let mut segments = path.split('/').filter(|s| !s.is_empty());
+        let resource_type = segments.next();
+        let has_id = segments.next().is_some();
+        let interaction = match method {
+            "GET" | "HEAD" if has_id => Interaction::Read,
+            "GET" | "HEAD" => Interaction::Search,
+            "POST" => Interaction::Create,
+            "PUT" | "PATCH" => Interaction::Update,
+            "DELETE" => Interaction::Delete,
+            _ => continue,
+        };
+        crate::auth::require_scope(
+            principal,
+            resource_type.filter(|t| !t.starts_with('_') && !t.starts_with('$')),
+            interaction,
+        )?;
+    }
+    Ok(())
+}

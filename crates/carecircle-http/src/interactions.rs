@@ -2,31 +2,46 @@
 //! and shapes the FHIR response.
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use carecircle_auth::Interaction;
 use carecircle_fhir::search::{Handling, SearchQuery, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use carecircle_fhir::{Issue, IssueType};
-use carecircle_record::{custodian_reference, parse_query_string, Caller, Created};
+use carecircle_record::{custodian_reference, parse_query_string, Caller, Created, Principal};
 use carecircle_store::{HistoryQuery, WriteEffect};
 
+use crate::auth::require_scope;
 use crate::bundles::{everything_bundle, history_bundle, searchset_bundle};
 use crate::error::ApiError;
 use crate::fhir_json::{etag, fhir_response, handling, if_match, resource_response, return_preference, FhirBody};
 use crate::AppState;
 
-/// The header a partner system uses to name itself as custodian of what it writes, until
-/// authenticated system clients replace it.
+/// The header the partnership's administrator uses to load data on behalf of a partner. Anyone
+/// else writes as their own organisation, which the token decides.
 pub const CUSTODIAN_HEADER: &str = "x-custodian";
 
-fn caller(headers: &HeaderMap, state: &AppState) -> Result<Caller, ApiError> {
+/// The custodian of what `principal` writes: its organisation; the administrator may name a
+/// partner with `X-Custodian`; a person (or an administrator without the header) writes as the
+/// partnership.
+fn caller(headers: &HeaderMap, state: &AppState, principal: &Principal) -> Result<Caller, ApiError> {
     match headers.get(CUSTODIAN_HEADER) {
-        None => Ok(state.config.default_custodian.clone()),
+        None => Ok(Caller { custodian: principal.custodian(&state.config.default_custodian.custodian) }),
         Some(value) => {
             let text = value.to_str().unwrap_or_default();
-            custodian_reference(text)
-                .map(|custodian| Caller { custodian })
-                .map_err(|issue| ApiError::bad_request(issue.at("X-Custodian")))
+            let custodian =
+                custodian_reference(text).map_err(|issue| ApiError::bad_request(issue.at("X-Custodian")))?;
+            if !principal.is_admin() && principal.organization.as_deref() != Some(custodian.as_str()) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    Issue::error(
+                        IssueType::Security,
+                        "X-Custodian may only name the token's own organisation (the administrator may name any partner)",
+                    )
+                    .at("X-Custodian"),
+                ));
+            }
+            Ok(Caller { custodian })
         }
     }
 }
@@ -43,11 +58,13 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
 /// `POST /{type}`: create, or conditional create with `If-None-Exist`.
 pub async fn create(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(resource_type): Path<String>,
     headers: HeaderMap,
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&headers, &state)?;
+    require_scope(&principal, Some(&resource_type), Interaction::Create)?;
+    let caller = caller(&headers, &state, &principal)?;
     let condition = headers.get("if-none-exist").and_then(|v| v.to_str().ok()).map(str::to_string);
     let preference = return_preference(&headers);
     let base = &state.config.base_url;
@@ -60,16 +77,20 @@ pub async fn create(
 /// `GET /{type}/{id}`.
 pub async fn read(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((resource_type, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    require_scope(&principal, Some(&resource_type), Interaction::Read)?;
     Ok(stored_response(&state, &state.record.read(&resource_type, &id).await?))
 }
 
 /// `GET /{type}/{id}/_history/{version}`.
 pub async fn vread(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((resource_type, id, version)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
+    require_scope(&principal, Some(&resource_type), Interaction::Read)?;
     Ok(stored_response(&state, &state.record.vread(&resource_type, &id, &version).await?))
 }
 
@@ -87,11 +108,13 @@ fn stored_response(state: &AppState, stored: &carecircle_store::StoredResource) 
 /// `PUT /{type}/{id}`: update, or create with the client's id; `If-Match` for optimistic locking.
 pub async fn update(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&headers, &state)?;
+    require_scope(&principal, Some(&resource_type), Interaction::Update)?;
+    let caller = caller(&headers, &state, &principal)?;
     let expected = if_match(&headers)?;
     let outcome = state.record.update(&caller, &resource_type, &id, body, expected).await?;
     let status = if outcome.effect == WriteEffect::Created { StatusCode::CREATED } else { StatusCode::OK };
@@ -101,9 +124,11 @@ pub async fn update(
 /// `DELETE /{type}/{id}`.
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    require_scope(&principal, Some(&resource_type), Interaction::Delete)?;
     let expected = if_match(&headers)?;
     let outcome = state.record.delete(&resource_type, &id, expected).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -117,10 +142,12 @@ pub async fn delete(
 
 async fn search(
     state: &AppState,
+    principal: &Principal,
     resource_type: Option<&str>,
     params: Vec<(String, String)>,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
+    require_scope(principal, resource_type, Interaction::Search)?;
     let handling: Handling = handling(headers);
     let result = state.record.search(resource_type, &params, handling).await?;
     let path = resource_type.map(|t| format!("/{t}")).unwrap_or_default();
@@ -130,16 +157,18 @@ async fn search(
 /// `GET /{type}?...`.
 pub async fn search_type(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    search(&state, Some(&resource_type), query_pairs(&query), &headers).await
+    search(&state, &principal, Some(&resource_type), query_pairs(&query), &headers).await
 }
 
 /// `POST /{type}/_search` with form-encoded parameters (and any in the URL).
 pub async fn search_type_post(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(resource_type): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -147,16 +176,17 @@ pub async fn search_type_post(
 ) -> Result<Response, ApiError> {
     let mut params = query_pairs(&query);
     params.extend(parse_query_string(&String::from_utf8_lossy(&body)));
-    search(&state, Some(&resource_type), params, &headers).await
+    search(&state, &principal, Some(&resource_type), params, &headers).await
 }
 
 /// `GET /?...`: a search across all types (common parameters only, e.g. `_source`, `_id`).
 pub async fn search_system(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    search(&state, None, query_pairs(&query), &headers).await
+    search(&state, &principal, None, query_pairs(&query), &headers).await
 }
 
 fn history_query(
@@ -204,16 +234,23 @@ async fn history(
 }
 
 /// `GET /_history`.
-pub async fn history_system(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn history_system(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    require_scope(&principal, None, Interaction::Search)?;
     history(&state, history_query(None, None, &raw)?, "/_history", &raw).await
 }
 
 /// `GET /{type}/_history`.
 pub async fn history_type(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(resource_type): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    require_scope(&principal, Some(&resource_type), Interaction::Search)?;
     let path = format!("/{resource_type}/_history");
     history(&state, history_query(Some(resource_type), None, &raw)?, &path, &raw).await
 }
@@ -221,9 +258,11 @@ pub async fn history_type(
 /// `GET /{type}/{id}/_history`.
 pub async fn history_instance(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((resource_type, id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    require_scope(&principal, Some(&resource_type), Interaction::Read)?;
     let path = format!("/{resource_type}/{id}/_history");
     history(&state, history_query(Some(resource_type), Some(id), &raw)?, &path, &raw).await
 }
@@ -231,10 +270,12 @@ pub async fn history_instance(
 /// `POST /` with a batch or transaction Bundle.
 pub async fn bundle(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&headers, &state)?;
+    crate::bundles::require_entry_scopes(&principal, &body)?;
+    let caller = caller(&headers, &state, &principal)?;
     let response = state.record.process_bundle(&caller, body).await?;
     Ok(fhir_response(StatusCode::OK, &response))
 }
@@ -242,10 +283,13 @@ pub async fn bundle(
 /// `/{type}/{id}/$operation`: `Patient/$everything` and `Organization/$custodian-export`.
 pub async fn instance_operation(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((resource_type, id, operation)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = query_pairs(&raw);
+    // Operations read whole compartments or partners' data sets: they need search on every type.
+    require_scope(&principal, None, Interaction::Search)?;
     match (resource_type.as_str(), operation.as_str()) {
         ("Patient", "$everything") => {
             let mut count = DEFAULT_PAGE_SIZE;

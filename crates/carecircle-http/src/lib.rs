@@ -1,6 +1,7 @@
 //! The FHIR R4 REST API of carecircle. Handlers translate HTTP to calls of the record service
 //! and back; they never touch storage directly.
 
+pub mod auth;
 mod bundles;
 mod capability;
 pub mod error;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub config: Arc<HttpConfig>,
     /// The CapabilityStatement, built once.
     pub capability: Arc<serde_json::Value>,
+    /// Token verification, keys and the token endpoint's settings.
+    pub auth: Arc<auth::AuthConfig>,
 }
 
 impl FromRef<AppState> for Record {
@@ -49,10 +52,13 @@ impl FromRef<AppState> for Record {
 }
 
 /// The application router.
-pub fn router(record: Record, config: HttpConfig) -> Router {
+pub fn router(record: Record, config: HttpConfig, auth: Arc<auth::AuthConfig>) -> Router {
     let capability = Arc::new(capability::capability_statement(&config.base_url));
-    let state = AppState { record, config: Arc::new(config), capability };
+    let state = AppState { record, config: Arc::new(config), capability, auth };
     Router::new()
+        .route("/.well-known/smart-configuration", get(auth::smart_configuration))
+        .route("/.well-known/jwks.json", get(auth::jwks))
+        .route("/auth/token", axum::routing::post(auth::token))
         .route("/metadata", get(interactions::metadata))
         .route("/healthz", get(observability::healthz))
         .route("/metrics", get(observability::metrics))
@@ -70,6 +76,7 @@ pub fn router(record: Record, config: HttpConfig) -> Router {
         )
         .fallback(interactions::no_route)
         .method_not_allowed_fallback(interactions::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn(observability::track))
         .with_state(state)
 }

@@ -6,6 +6,7 @@
 mod bundle;
 mod error;
 mod prepare;
+mod principal;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use serde_json::Value;
 pub use bundle::BundleKind;
 pub use error::RecordError;
 pub use prepare::{custodian_reference, validate_incoming};
+pub use principal::{Principal, PrincipalKind, DEFAULT_PURPOSE};
 
 /// Who is writing: the partner organisation that becomes the custodian of what it writes.
 #[derive(Debug, Clone, PartialEq, Eq)]

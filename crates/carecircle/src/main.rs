@@ -2,6 +2,7 @@
 //! migrate the database.
 
 mod import;
+mod token;
 
 /// mimalloc: the record's hot paths (JSON, index extraction) allocate many small strings, which
 /// glibc's allocator serves markedly slower.
@@ -41,6 +42,10 @@ struct StorageArgs {
     /// A PostgreSQL URL (postgres://user@host:port/db) to use instead of the embedded SQLite file.
     #[arg(long, global = true, env = "CARECIRCLE_DATABASE_URL")]
     database: Option<String>,
+    /// Directory of the server's signing keys (default: DATA_DIR/keys). Servers sharing one
+    /// PostgreSQL database must share it too.
+    #[arg(long, global = true, env = "CARECIRCLE_KEY_DIR")]
+    key_dir: Option<PathBuf>,
 }
 
 /// Settings of the HTTP server.
@@ -58,6 +63,8 @@ struct ServeArgs {
     /// Custodian recorded for writes that send no X-Custodian header (Organization/{id}).
     #[arg(long, default_value = "Organization/carecircle-partnership")]
     default_custodian: String,
+    #[command(flatten)]
+    auth: token::AuthArgs,
 }
 
 #[derive(Subcommand)]
@@ -99,6 +106,12 @@ enum Command {
     },
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Print a token from the development issuer (accepted by `demo`, and by `serve --dev-issuer`).
+    ///
+    /// Examples: carecircle token --user prac-vale-mh-cc-amira;
+    /// carecircle token --system --org org-vale-hospital; carecircle token --admin;
+    /// carecircle token --user prac-x --purpose ETREAT --reason "unconscious in ED"
+    Token(token::TokenArgs),
     /// Write the demo partnership as NDJSON without loading it (test data for partners'
     /// integrations and for benchmarks; ~4.6 resources per person).
     DemoData {
@@ -142,7 +155,7 @@ async fn open_store(storage: &StorageArgs) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store)
 }
 
-async fn serve(record: Record, args: &ServeArgs) -> anyhow::Result<()> {
+async fn serve(record: Record, args: &ServeArgs, key_dir: &std::path::Path) -> anyhow::Result<()> {
     let default_custodian = custodian_reference(&args.default_custodian)
         .map_err(|issue| anyhow::anyhow!("--default-custodian: {}", issue.diagnostics))?;
     let base_url =
@@ -153,7 +166,14 @@ async fn serve(record: Record, args: &ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         default_custodian: Caller { custodian: default_custodian },
     };
-    let app = router(record, config);
+    let auth = std::sync::Arc::new(token::auth_config(key_dir, &base_url, &args.auth).await?);
+    if let (Some(issuer), Some(jwks)) = (&args.auth.oidc_issuer, &args.auth.oidc_jwks) {
+        token::refresh_jwks_periodically(auth.clone(), issuer.clone(), jwks.clone());
+    }
+    if args.auth.dev_issuer {
+        tracing::warn!("the development issuer is on: tokens from `carecircle token` are accepted");
+    }
+    let app = router(record, config, auth);
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     println!("carecircle FHIR R4 API at {base_url}  (CapabilityStatement: {base_url}/metadata)");
@@ -172,12 +192,18 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
+    let key_dir = token::key_dir(&cli.storage.key_dir, &cli.storage.data_dir);
     match cli.command {
         Command::Serve(args) => {
             let record = Record::new(open_store(&cli.storage).await?);
-            serve(record, &args).await
+            serve(record, &args, &key_dir).await
         }
-        Command::Demo { serve: args, seed, people } => {
+        Command::Token(args) => {
+            println!("{}", token::mint(&key_dir, &args)?);
+            Ok(())
+        }
+        Command::Demo { serve: mut args, seed, people } => {
+            args.auth.dev_issuer = true;
             let record = Record::new(open_store(&cli.storage).await?);
             import::ensure_demo(&record, seed, people).await?;
             let base = args.base_url.clone().unwrap_or_else(|| format!("http://{}", args.listen));
@@ -185,7 +211,11 @@ async fn main() -> anyhow::Result<()> {
                 "Joe's record from every partner: {base}/Patient/{}/$everything",
                 carecircle_demo::well_known::JOE_PATIENT_MH_TRUST
             );
-            serve(record, &args).await
+            println!(
+                "Tokens for its users: carecircle --data-dir {} token --user <Practitioner id>",
+                cli.storage.data_dir.display()
+            );
+            serve(record, &args, &key_dir).await
         }
         Command::Import { paths, custodian, batch_size } => {
             let custodian = custodian_reference(&custodian)

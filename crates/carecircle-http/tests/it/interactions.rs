@@ -30,11 +30,13 @@ async fn every_write_records_its_custodian() {
     let app = TestApp::new().await;
     let by_default = app.post("/Patient", &patient("A", "B", "1990-01-01", "1")).await;
     assert_eq!(by_default.body["meta"]["source"], "Organization/partnership");
+    // The administrator loads data on behalf of a partner by naming it.
+    let admin = format!("Bearer {}", app.admin_token());
     let by_header = app
         .request(
             Method::POST,
             "/Patient",
-            &[("x-custodian", "Organization/gp-ashgrove")],
+            &[("x-custodian", "Organization/gp-ashgrove"), ("authorization", admin.as_str())],
             Some(patient("C", "D", "1990-01-01", "2").to_string()),
         )
         .await;
@@ -43,11 +45,21 @@ async fn every_write_records_its_custodian() {
         .request(
             Method::POST,
             "/Patient",
-            &[("x-custodian", "Practitioner/1")],
+            &[("x-custodian", "Practitioner/1"), ("authorization", admin.as_str())],
             Some(patient("E", "F", "1990-01-01", "3").to_string()),
         )
         .await;
     assert_outcome(&refused, StatusCode::BAD_REQUEST, Some("X-Custodian"), "custodian");
+    // Anyone else writes as their own organisation and cannot name another.
+    let impostor = app
+        .request(
+            Method::POST,
+            "/Patient",
+            &[("x-custodian", "Organization/gp-ashgrove")],
+            Some(patient("G", "H", "1990-01-01", "4").to_string()),
+        )
+        .await;
+    assert_outcome(&impostor, StatusCode::FORBIDDEN, Some("X-Custodian"), "own organisation");
     assert_eq!(app.count("Patient").await, 2);
 
     let listed = app.get("/Patient?_source=Organization/gp-ashgrove").await;

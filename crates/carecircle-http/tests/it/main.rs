@@ -1,6 +1,7 @@
 //! Integration tests of the FHIR REST API: each test gets its own app on its own SQLite file and
 //! talks to it through the router, as a client would.
 
+mod auth;
 mod bad_input;
 mod bundles;
 mod examples;
@@ -12,6 +13,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
+use carecircle_auth::{SigningKey, TokenRequest, DEV_ISSUER};
+use carecircle_http::auth::AuthConfig;
 use carecircle_http::{router, HttpConfig, DEFAULT_MAX_BODY_BYTES};
 use carecircle_record::{Caller, Record};
 use carecircle_store::Store;
@@ -23,10 +26,17 @@ use tower::ServiceExt;
 /// The base URL the test apps believe they are served at.
 pub const BASE: &str = "http://carecircle.test/fhir";
 
-/// A running app and its private data directory.
+/// The partner every test app knows and writes as by default.
+pub const PARTNERSHIP: &str = "Organization/partnership";
+
+/// A running app, its private data directory, and the development issuer's key it trusts.
 pub struct TestApp {
     router: Router,
     _dir: tempfile::TempDir,
+    /// The record behind the API, for seeding what a test needs without going through it.
+    pub record: Record,
+    dev_key: SigningKey,
+    default_token: String,
 }
 
 /// A response, with its body parsed as JSON when it is JSON.
@@ -47,13 +57,59 @@ impl TestApp {
         let store = SqliteStore::open_dir(dir.path()).expect("open store");
         store.migrate().await.expect("migrate");
         let record = Record::new(Arc::new(store));
-        let config = HttpConfig {
-            base_url: BASE.into(),
-            max_body_bytes,
-            default_custodian: Caller { custodian: "Organization/partnership".into() },
-        };
+        let partnership = Caller { custodian: PARTNERSHIP.into() };
+        record
+            .update(
+                &partnership,
+                "Organization",
+                "partnership",
+                serde_json::json!({"resourceType": "Organization", "id": "partnership", "name": "The partnership"}),
+                None,
+            )
+            .await
+            .expect("seed the partnership");
+        let config = HttpConfig { base_url: BASE.into(), max_body_bytes, default_custodian: partnership };
         carecircle_http::init_metrics();
-        TestApp { router: router(record, config), _dir: dir }
+        let dev_key = SigningKey::generate();
+        let auth = AuthConfig::new(BASE, SigningKey::generate(), Some(dev_key.clone()), Vec::new());
+        let default_token = TestApp::mint_with(&dev_key, TestApp::system_request(PARTNERSHIP));
+        TestApp { router: router(record.clone(), config, Arc::new(auth)), _dir: dir, record, dev_key, default_token }
+    }
+
+    fn mint_with(key: &SigningKey, request: TokenRequest) -> String {
+        request.mint(key, DEV_ISSUER, BASE).expect("mint a token")
+    }
+
+    /// What a partner system's token carries.
+    pub fn system_request(organization: &str) -> TokenRequest {
+        TokenRequest {
+            subject: format!("system-{organization}"),
+            organization: Some(organization.into()),
+            scope: "system/*.cruds".into(),
+            ttl_seconds: 600,
+            ..Default::default()
+        }
+    }
+
+    /// A token from the development issuer this app trusts.
+    pub fn token(&self, request: TokenRequest) -> String {
+        TestApp::mint_with(&self.dev_key, request)
+    }
+
+    /// Any claims, signed by the development issuer's key (for tokens `TokenRequest` cannot make).
+    pub fn sign(&self, claims: &Value) -> String {
+        self.dev_key.sign(claims).expect("sign")
+    }
+
+    /// The administrator's token.
+    pub fn admin_token(&self) -> String {
+        self.token(TokenRequest {
+            subject: "carecircle-admin".into(),
+            admin: true,
+            scope: "user/*.cruds".into(),
+            ttl_seconds: 600,
+            ..Default::default()
+        })
     }
 
     pub async fn request(
@@ -64,8 +120,16 @@ impl TestApp {
         body: Option<String>,
     ) -> TestResponse {
         let mut builder = Request::builder().method(method).uri(uri);
+        // Requests go as the partnership's system unless the test says otherwise; an empty
+        // Authorization header means "send none".
+        let bearer = format!("Bearer {}", self.default_token);
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("authorization")) {
+            builder = builder.header("authorization", bearer.as_str());
+        }
         for (name, value) in headers {
-            builder = builder.header(*name, *value);
+            if !(name.eq_ignore_ascii_case("authorization") && value.is_empty()) {
+                builder = builder.header(*name, *value);
+            }
         }
         if body.is_some() && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
             builder = builder.header("content-type", "application/fhir+json");

@@ -147,10 +147,11 @@ async fn unknown_parameters_are_refused_unless_lenient() {
 #[tokio::test]
 async fn system_search_filters_by_custodian() {
     let app = seeded().await;
+    let admin = format!("Bearer {}", app.admin_token());
     app.request(
         Method::PUT,
         "/Patient/hx",
-        &[("x-custodian", "Organization/hospital")],
+        &[("x-custodian", "Organization/hospital"), ("authorization", admin.as_str())],
         Some(json!({"resourceType": "Patient", "id": "hx"}).to_string()),
     )
     .await;

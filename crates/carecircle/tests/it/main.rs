@@ -90,3 +90,28 @@ fn demo_data_is_deterministic_and_importable() {
     assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stdout));
     assert!(String::from_utf8_lossy(&import.stdout).contains("0 refused"));
 }
+
+#[test]
+fn token_mints_development_tokens_and_refuses_bad_requests() {
+    let work = tempfile::tempdir().unwrap();
+    let user = carecircle(work.path()).args(["token", "--user", "prac-1", "--ttl", "30m"]).output().unwrap();
+    assert!(user.status.success(), "{}", String::from_utf8_lossy(&user.stderr));
+    let token = String::from_utf8_lossy(&user.stdout).trim().to_string();
+    assert_eq!(token.split('.').count(), 3, "a compact JWT: {token}");
+    assert!(work.path().join("keys/dev-issuer.pem").exists(), "the issuer's key is kept in the data directory");
+    let system = carecircle(work.path()).args(["token", "--system", "--org", "org-vale-hospital"]).output().unwrap();
+    assert!(system.status.success());
+    for (args, words) in [
+        (vec!["token", "--user", "p", "--purpose", "ETREAT"], "needs --reason"),
+        (vec!["token", "--user", "p", "--purpose", "SELLING"], "--purpose must be one of"),
+        (vec!["token", "--user", "p", "--scope", "user/Patient.x"], "--scope"),
+        (vec!["token", "--system"], "--org"),
+        (vec!["token"], "required"),
+        (vec!["token", "--admin", "--ttl", "9d"], "--ttl"),
+    ] {
+        let output = carecircle(work.path()).args(&args).output().unwrap();
+        assert!(!output.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(words), "{args:?}: {stderr}");
+    }
+}
