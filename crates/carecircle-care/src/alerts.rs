@@ -185,9 +185,8 @@ impl AlertBook {
     /// Forgets finished alerts (acknowledged or unanswered) whose last send is older than
     /// `now - keep`, so the book does not grow without bound. A repeat after that raises anew.
     pub fn prune(&mut self, now: OffsetDateTime, keep: Duration) {
-        self.alerts.retain(|_, s| {
-            matches!(s.status, AlertStatus::Raised | AlertStatus::Delivered) || s.sent_at >= now - keep
-        });
+        self.alerts
+            .retain(|_, s| matches!(s.status, AlertStatus::Raised | AlertStatus::Delivered) || s.sent_at >= now - keep);
     }
 
     /// Applies one input at time `now` and says what to do.

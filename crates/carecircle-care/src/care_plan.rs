@@ -253,10 +253,10 @@ fn permissions(plan: &Value, problems: &mut Vec<Problem>) -> Vec<EditPermission>
     let mut out = Vec::new();
     for (i, ext) in extensions(plan, codes::EDIT_PERMISSION_EXTENSION) {
         let path = format!("CarePlan.extension[{i}]");
-        let agency = extensions(ext, "agency").find_map(|(_, e)| e.get("valueReference").and_then(OrgId::from_reference_element));
-        let activities: Vec<String> = extensions(ext, "activity")
-            .filter_map(|(_, e)| str_at(e, "valueString").map(str::to_string))
-            .collect();
+        let agency = extensions(ext, "agency")
+            .find_map(|(_, e)| e.get("valueReference").and_then(OrgId::from_reference_element));
+        let activities: Vec<String> =
+            extensions(ext, "activity").filter_map(|(_, e)| str_at(e, "valueString").map(str::to_string)).collect();
         match agency {
             Some(agency) => out.push(EditPermission { agency, activities }),
             None => problems.push(Problem::required(
@@ -313,7 +313,9 @@ fn parse_trigger(activity: &Value, path: &str, problems: &mut Vec<Problem>) -> O
                 ))
             };
             match (single, start, end) {
-                (Some((_, Some(m))), None, None) => Some(TriggerCondition::RecurringPeriod(MonthRange { start: m, end: m })),
+                (Some((_, Some(m))), None, None) => {
+                    Some(TriggerCondition::RecurringPeriod(MonthRange { start: m, end: m }))
+                }
                 (None, Some((_, Some(s))), Some((_, Some(e)))) => {
                     Some(TriggerCondition::RecurringPeriod(MonthRange { start: s, end: e }))
                 }
@@ -447,7 +449,10 @@ pub fn change_reason(header: Option<&str>) -> Result<ChangeReason, Problem> {
     if text.is_empty() {
         return Err(Problem::required(
             "CarePlan",
-            format!("a change to a care plan must say why: send the reason in the {} header", codes::CHANGE_REASON_HEADER),
+            format!(
+                "a change to a care plan must say why: send the reason in the {} header",
+                codes::CHANGE_REASON_HEADER
+            ),
         ));
     }
     if text.chars().count() > MAX_CHANGE_REASON_CHARS {
@@ -461,7 +466,12 @@ pub fn change_reason(header: Option<&str>) -> Result<ChangeReason, Problem> {
 
 /// The `Provenance` recording a care-plan change: its target version, when, why and by which
 /// organisation.
-pub fn change_provenance(target_version_ref: &str, reason: &ChangeReason, editor: &OrgId, recorded: OffsetDateTime) -> Value {
+pub fn change_provenance(
+    target_version_ref: &str,
+    reason: &ChangeReason,
+    editor: &OrgId,
+    recorded: OffsetDateTime,
+) -> Value {
     serde_json::json!({
         "resourceType": "Provenance",
         "target": [{ "reference": target_version_ref }],
@@ -483,7 +493,12 @@ struct Authority {
 /// parts (see the module documentation) unless it is the plan's lead or the lead opened the part
 /// to it. Every refused change is reported, located in `new` (or in `old` for a removed
 /// activity). `new` must also parse ([`parse_care_plan`]).
-pub fn check_care_plan_edit(old: &Value, new: &Value, editor_org: &OrgId, directory: &OrgDirectory) -> Result<(), Vec<Problem>> {
+pub fn check_care_plan_edit(
+    old: &Value,
+    new: &Value,
+    editor_org: &OrgId,
+    directory: &OrgDirectory,
+) -> Result<(), Vec<Problem>> {
     let (old_rules, _) = parse_lenient(old);
     let (new_rules, mut problems) = parse_lenient(new);
     if str_at(old, "id") != str_at(new, "id") {
@@ -514,9 +529,12 @@ pub fn check_care_plan_edit(old: &Value, new: &Value, editor_org: &OrgId, direct
 const LEAD_ONLY_EXTENSIONS: [&str; 2] = [codes::PLAN_LEAD_EXTENSION, codes::EDIT_PERMISSION_EXTENSION];
 
 fn extension_split(plan: &Value) -> (Vec<Value>, Vec<Value>) {
-    plan.get("extension").and_then(Value::as_array).into_iter().flatten().cloned().partition(|e| {
-        str_at(e, "url").is_some_and(|url| LEAD_ONLY_EXTENSIONS.contains(&url))
-    })
+    plan.get("extension")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .cloned()
+        .partition(|e| str_at(e, "url").is_some_and(|url| LEAD_ONLY_EXTENSIONS.contains(&url)))
 }
 
 fn check_plan_level(old: &Value, new: &Value, authority: &Authority, problems: &mut Vec<Problem>) {
@@ -578,7 +596,8 @@ fn activity_frame(activity: &Value, is_editor: &dyn Fn(&OrgId) -> bool) -> Value
             }
         }
     }
-    if let Some(performers) = frame.get_mut("detail").and_then(|d| d.get_mut("performer")).and_then(Value::as_array_mut) {
+    if let Some(performers) = frame.get_mut("detail").and_then(|d| d.get_mut("performer")).and_then(Value::as_array_mut)
+    {
         performers.retain(|p| !OrgId::from_reference_element(p).is_some_and(|org| is_editor(&org)));
         if performers.is_empty() {
             if let Some(detail) = frame.get_mut("detail").and_then(Value::as_object_mut) {
@@ -644,7 +663,11 @@ fn check_activities(
                 if !owns && activity_frame(&before.json, &is_editor) != activity_frame(&activity.json, &is_editor) {
                     problems.push(Problem::forbidden(
                         path.clone(),
-                        format!("activity '{}' belongs to {}; {editor} may change only its own responses", activity.key, owner_list(&before.owners)),
+                        format!(
+                            "activity '{}' belongs to {}; {editor} may change only its own responses",
+                            activity.key,
+                            owner_list(&before.owners)
+                        ),
                     ));
                 }
                 let old_responses = responses_by_agency(&before.json);
@@ -696,7 +719,9 @@ fn owner_list(owners: &[OrgId]) -> String {
 fn response_location(activity: &PlanActivity, agency: Option<&OrgId>) -> Option<String> {
     let (ext_index, ext) = extensions(&activity.json, codes::TRIGGER_EXTENSION).next()?;
     let (k, _) = extensions(ext, "response").find(|(_, r)| {
-        extensions(r, "agency").find_map(|(_, e)| e.get("valueReference").and_then(OrgId::from_reference_element)).as_ref()
+        extensions(r, "agency")
+            .find_map(|(_, e)| e.get("valueReference").and_then(OrgId::from_reference_element))
+            .as_ref()
             == agency
     })?;
     Some(format!("CarePlan.activity[{}].extension[{ext_index}].extension[{k}]", activity.index))

@@ -180,7 +180,9 @@ pub fn build_care_team(person_ref: &str, list_entries: &[PartnerListEntry], care
     for (index, entry) in list_entries.iter().enumerate() {
         let candidate = participant_from_entry(entry, index);
         let repeats_explicit = explicit.iter().any(|p| {
-            p.organisation == candidate.organisation && p.member_name.is_some() && p.member_name == candidate.member_name
+            p.organisation == candidate.organisation
+                && p.member_name.is_some()
+                && p.member_name == candidate.member_name
         });
         if !repeats_explicit {
             from_lists.push(candidate);

@@ -16,8 +16,7 @@ pub const TRIGGER_EXTENSION: &str = "https://carecircle.example.org/fhir/Structu
 /// Code system of trigger events (`ed-attendance`, `police-contact`, `ambulance-callout`, ...).
 pub const TRIGGER_EVENT_SYSTEM: &str = "https://carecircle.example.org/fhir/CodeSystem/careplan-trigger-event";
 /// Code system of trigger situations (`care-coordinator-on-leave`, ...).
-pub const TRIGGER_SITUATION_SYSTEM: &str =
-    "https://carecircle.example.org/fhir/CodeSystem/careplan-trigger-situation";
+pub const TRIGGER_SITUATION_SYSTEM: &str = "https://carecircle.example.org/fhir/CodeSystem/careplan-trigger-situation";
 /// Extension on `CarePlan` naming the plan's lead organisation (`valueReference` to an Organization).
 pub const PLAN_LEAD_EXTENSION: &str = "https://carecircle.example.org/fhir/StructureDefinition/careplan-lead";
 /// Extension on `CarePlan` by which the lead opens the whole plan, or some activities, to an agency.
@@ -34,13 +33,11 @@ pub const CHANGE_REASON_HEADER: &str = "X-Change-Reason";
 pub const FLAG_CODE_SYSTEM: &str = "https://carecircle.example.org/fhir/CodeSystem/flag-code";
 
 /// Code system of `Communication.category` for referral notifications.
-pub const COMMUNICATION_CATEGORY_SYSTEM: &str =
-    "https://carecircle.example.org/fhir/CodeSystem/communication-category";
+pub const COMMUNICATION_CATEGORY_SYSTEM: &str = "https://carecircle.example.org/fhir/CodeSystem/communication-category";
 /// HL7 task code system (`fulfill`).
 pub const TASK_CODE_SYSTEM: &str = "http://hl7.org/fhir/CodeSystem/task-code";
 /// Code system of `Task.statusReason` codes carecircle suggests (free text is also accepted).
-pub const REFERRAL_STATUS_REASON_SYSTEM: &str =
-    "https://carecircle.example.org/fhir/CodeSystem/referral-status-reason";
+pub const REFERRAL_STATUS_REASON_SYSTEM: &str = "https://carecircle.example.org/fhir/CodeSystem/referral-status-reason";
 
 /// Subscriptions R5 Backport IG: filter criteria extension on `Subscription.criteria`.
 pub const BACKPORT_FILTER_CRITERIA: &str =

@@ -28,8 +28,13 @@ pub enum FlagCode {
 
 impl FlagCode {
     /// Every code, in the code system's order.
-    pub const ALL: [FlagCode; 5] =
-        [FlagCode::RiskToSelf, FlagCode::RiskToOthers, FlagCode::RiskToStaff, FlagCode::Safeguarding, FlagCode::AddressFlag];
+    pub const ALL: [FlagCode; 5] = [
+        FlagCode::RiskToSelf,
+        FlagCode::RiskToOthers,
+        FlagCode::RiskToStaff,
+        FlagCode::Safeguarding,
+        FlagCode::AddressFlag,
+    ];
 
     /// The code.
     pub fn code(self) -> &'static str {
@@ -121,7 +126,10 @@ pub fn parse_flag(flag: &Value) -> Result<ParsedFlag, Vec<Problem>> {
         Some("inactive") => Some(FlagStatus::Inactive),
         Some("entered-in-error") => Some(FlagStatus::EnteredInError),
         Some(other) => {
-            problems.push(Problem::value("Flag.status", format!("unknown status '{other}' (active, inactive, entered-in-error)")));
+            problems.push(Problem::value(
+                "Flag.status",
+                format!("unknown status '{other}' (active, inactive, entered-in-error)"),
+            ));
             None
         }
         None => {
@@ -178,7 +186,10 @@ pub fn parse_flag(flag: &Value) -> Result<ParsedFlag, Vec<Problem>> {
         match fhir_instant_range(text) {
             Some((first, last)) => Some(if pick_end { last } else { first }),
             None => {
-                problems.push(Problem::value(format!("Flag.period.{name}"), format!("'{text}' is not a valid date or dateTime")));
+                problems.push(Problem::value(
+                    format!("Flag.period.{name}"),
+                    format!("'{text}' is not a valid date or dateTime"),
+                ));
                 None
             }
         }
@@ -218,7 +229,11 @@ pub struct ActiveSituation {
 
 /// The situations in effect at `at`: every situation code of a Flag active then, plus the
 /// situations the caller lists explicitly (for example from a team's leave rota).
-pub fn active_situations(flags: &[ParsedFlag], listed: &[ActiveSituation], at: OffsetDateTime) -> BTreeSet<ActiveSituation> {
+pub fn active_situations(
+    flags: &[ParsedFlag],
+    listed: &[ActiveSituation],
+    at: OffsetDateTime,
+) -> BTreeSet<ActiveSituation> {
     let mut out: BTreeSet<ActiveSituation> = listed.iter().cloned().collect();
     for flag in flags.iter().filter(|f| f.is_active_at(at)) {
         for code in &flag.situations {

@@ -18,8 +18,8 @@ pub mod triggers;
 
 pub use alerts::{AlertAction, AlertBook, AlertError, AlertInput, AlertPolicy, AlertState, AlertStatus, SendReason};
 pub use care_plan::{
-    change_provenance, change_reason, check_care_plan_edit, parse_care_plan, AgreedResponse, CarePlanRules, ChangeReason,
-    EditPermission, EscalationContact, MonthRange, PlanActivity, Trigger, TriggerCondition,
+    change_provenance, change_reason, check_care_plan_edit, parse_care_plan, AgreedResponse, CarePlanRules,
+    ChangeReason, EditPermission, EscalationContact, MonthRange, PlanActivity, Trigger, TriggerCondition,
 };
 pub use care_team::{build_care_team, organisations_in_care, PartnerListEntry};
 pub use flag::{active_situations, parse_flag, ActiveSituation, FlagCode, FlagStatus, ParsedFlag};

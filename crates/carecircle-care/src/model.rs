@@ -106,9 +106,10 @@ impl fmt::Display for Code {
 
 /// Every code of a `CodeableConcept` element.
 pub fn concept_codes(concept: &Value) -> Vec<Code> {
-    concept.get("coding").and_then(Value::as_array).map_or_else(Vec::new, |codings| {
-        codings.iter().filter_map(Code::from_coding).collect()
-    })
+    concept
+        .get("coding")
+        .and_then(Value::as_array)
+        .map_or_else(Vec::new, |codings| codings.iter().filter_map(Code::from_coding).collect())
 }
 
 /// What kind of problem a [`Problem`] is, mapped to an `OperationOutcome` issue type.

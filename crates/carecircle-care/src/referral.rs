@@ -247,7 +247,10 @@ pub fn parse_referral_task(task: &Value) -> Result<ReferralTask, Vec<Problem>> {
     let mut org = |element: &str| {
         let org = task.get(element).and_then(OrgId::from_reference_element);
         if org.is_none() {
-            problems.push(Problem::required(format!("Task.{element}"), format!("a referral Task's {element} must reference an Organization")));
+            problems.push(Problem::required(
+                format!("Task.{element}"),
+                format!("a referral Task's {element} must reference an Organization"),
+            ));
         }
         org
     };
@@ -362,12 +365,14 @@ impl TransitionError {
     /// Where the problem is, as a FHIRPath expression.
     pub fn expression(&self) -> String {
         match self {
-            TransitionError::Invalid(problems) => problems.first().map_or_else(|| "Task".to_string(), |p| p.expression.clone()),
+            TransitionError::Invalid(problems) => {
+                problems.first().map_or_else(|| "Task".to_string(), |p| p.expression.clone())
+            }
             TransitionError::NotAParty { .. } => "Task".to_string(),
             TransitionError::Immutable { element } => format!("Task.{element}"),
-            TransitionError::Finished { .. } | TransitionError::NotAllowed { .. } | TransitionError::WrongParty { .. } => {
-                "Task.status".to_string()
-            }
+            TransitionError::Finished { .. }
+            | TransitionError::NotAllowed { .. }
+            | TransitionError::WrongParty { .. } => "Task.status".to_string(),
             TransitionError::ReasonRequired { .. } => "Task.statusReason".to_string(),
         }
     }
@@ -385,9 +390,9 @@ impl TransitionError {
         let code = match self {
             TransitionError::Invalid(_) => IssueType::Invalid,
             TransitionError::NotAParty { .. } | TransitionError::WrongParty { .. } => IssueType::Forbidden,
-            TransitionError::Immutable { .. } | TransitionError::NotAllowed { .. } | TransitionError::Finished { .. } => {
-                IssueType::Invalid
-            }
+            TransitionError::Immutable { .. }
+            | TransitionError::NotAllowed { .. }
+            | TransitionError::Finished { .. } => IssueType::Invalid,
             TransitionError::ReasonRequired { .. } => IssueType::Required,
         };
         Issue::error(code, self.to_string()).at(self.expression())
@@ -406,7 +411,11 @@ fn party_of(task: &ReferralTask, actor: &OrgId, directory: &OrgDirectory) -> Opt
 
 /// Checks a new referral Task sent by `actor_org`: it must be a valid referral Task in status
 /// `requested` (or `draft`), and the actor must be its requester.
-pub fn check_new_referral(task: &Value, actor_org: &OrgId, directory: &OrgDirectory) -> Result<Transition, TransitionError> {
+pub fn check_new_referral(
+    task: &Value,
+    actor_org: &OrgId,
+    directory: &OrgDirectory,
+) -> Result<Transition, TransitionError> {
     let parsed = parse_referral_task(task).map_err(TransitionError::Invalid)?;
     if !matches!(parsed.status, TaskStatus::Requested | TaskStatus::Draft) {
         return Err(TransitionError::Invalid(vec![Problem::value(
@@ -492,7 +501,12 @@ pub fn check_task_transition(
 /// the other one: the owner is told of a new referral, the requester of everything the owner
 /// does (the closed loop), and the owner of a cancellation. `task` is the Task after the change
 /// (with its id); `directory` gives organisation names.
-pub fn referral_notification(task: &ReferralTask, transition: &Transition, directory: &OrgDirectory, sent: OffsetDateTime) -> Value {
+pub fn referral_notification(
+    task: &ReferralTask,
+    transition: &Transition,
+    directory: &OrgDirectory,
+    sent: OffsetDateTime,
+) -> Value {
     let (sender, recipient) = match transition.by {
         Party::Owner => (&task.owner, &task.requester),
         Party::Requester => (&task.requester, &task.owner),

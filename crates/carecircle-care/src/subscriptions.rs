@@ -32,14 +32,17 @@ pub enum Topic {
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 4] = [Topic::CareTeamEncounter, Topic::CarePlanChanged, Topic::ReferralStatusChanged, Topic::FlagRaised];
+    pub const ALL: [Topic; 4] =
+        [Topic::CareTeamEncounter, Topic::CarePlanChanged, Topic::ReferralStatusChanged, Topic::FlagRaised];
 
     /// The topic's canonical URL (what `Subscription.criteria` holds).
     pub fn url(self) -> &'static str {
         match self {
             Topic::CareTeamEncounter => "https://carecircle.example.org/fhir/SubscriptionTopic/care-team-encounter",
             Topic::CarePlanChanged => "https://carecircle.example.org/fhir/SubscriptionTopic/care-plan-changed",
-            Topic::ReferralStatusChanged => "https://carecircle.example.org/fhir/SubscriptionTopic/referral-status-changed",
+            Topic::ReferralStatusChanged => {
+                "https://carecircle.example.org/fhir/SubscriptionTopic/referral-status-changed"
+            }
             Topic::FlagRaised => "https://carecircle.example.org/fhir/SubscriptionTopic/flag-raised",
         }
     }
@@ -225,7 +228,11 @@ fn parse_filter(text: &str, topic: Topic, at: &str, problems: &mut Vec<Problem>)
             continue;
         };
         if param.contains(':') {
-            problems.push(Problem::new(ProblemKind::NotSupported, at, format!("filter modifiers are not supported ('{param}')")));
+            problems.push(Problem::new(
+                ProblemKind::NotSupported,
+                at,
+                format!("filter modifiers are not supported ('{param}')"),
+            ));
             continue;
         }
         if !topic.filter_parameters().contains(&param) {
@@ -237,7 +244,9 @@ fn parse_filter(text: &str, topic: Topic, at: &str, problems: &mut Vec<Problem>)
         }
         let values: Option<Vec<String>> = raw.split(',').map(percent_decode).collect();
         match values {
-            Some(values) if values.iter().all(|v| !v.is_empty()) => out.push(FilterCriterion { param: param.to_string(), values }),
+            Some(values) if values.iter().all(|v| !v.is_empty()) => {
+                out.push(FilterCriterion { param: param.to_string(), values })
+            }
             _ => problems.push(Problem::value(at, format!("the value of '{param}' is empty or badly escaped"))),
         }
     }
@@ -248,7 +257,10 @@ fn unsigned_extension(element: &Value, url: &str, key: &str, at: &str, problems:
     let (i, ext) = extensions(element, url).next()?;
     let value = ext.get(key).and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok());
     if value.is_none() {
-        problems.push(Problem::value(format!("{at}.extension[{i}]"), format!("expected {key} with a non-negative integer")));
+        problems.push(Problem::value(
+            format!("{at}.extension[{i}]"),
+            format!("expected {key} with a non-negative integer"),
+        ));
     }
     value
 }
@@ -288,7 +300,10 @@ pub fn parse_subscription(subscription: &Value) -> Result<ParsedSubscription, Ve
             topic
         }
         None => {
-            problems.push(Problem::required("Subscription.criteria", "a topic-based Subscription names its topic in criteria"));
+            problems.push(Problem::required(
+                "Subscription.criteria",
+                "a topic-based Subscription names its topic in criteria",
+            ));
             None
         }
     };
@@ -329,8 +344,9 @@ pub fn parse_subscription(subscription: &Value) -> Result<ParsedSubscription, Ve
         (Some(ChannelType::RestHook), None) => {
             problems.push(Problem::required("Subscription.channel.endpoint", "a rest-hook channel needs an endpoint"))
         }
-        (Some(ChannelType::RestHook), Some(url)) if !(url.starts_with("https://") || url.starts_with("http://")) => problems
-            .push(Problem::value("Subscription.channel.endpoint", format!("'{url}' is not an http(s) URL"))),
+        (Some(ChannelType::RestHook), Some(url)) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+            problems.push(Problem::value("Subscription.channel.endpoint", format!("'{url}' is not an http(s) URL")))
+        }
         _ => {}
     }
     let mut headers = Vec::new();
@@ -342,7 +358,9 @@ pub fn parse_subscription(subscription: &Value) -> Result<ParsedSubscription, Ve
         });
         match parsed {
             Some(h) => headers.push(h),
-            None => problems.push(Problem::value(format!("Subscription.channel.header[{i}]"), "a header is 'Name: value'")),
+            None => {
+                problems.push(Problem::value(format!("Subscription.channel.header[{i}]"), "a header is 'Name: value'"))
+            }
         }
     }
     let content = match subscription.get("channel").and_then(|c| c.get("_payload")) {
@@ -378,10 +396,22 @@ pub fn parse_subscription(subscription: &Value) -> Result<ParsedSubscription, Ve
             ));
         }
     }
-    let heartbeat_period =
-        unsigned_extension(channel, codes::BACKPORT_HEARTBEAT_PERIOD, "valueUnsignedInt", "Subscription.channel", &mut problems);
-    let timeout = unsigned_extension(channel, codes::BACKPORT_TIMEOUT, "valueUnsignedInt", "Subscription.channel", &mut problems);
-    let max_count = unsigned_extension(channel, codes::BACKPORT_MAX_COUNT, "valuePositiveInt", "Subscription.channel", &mut problems);
+    let heartbeat_period = unsigned_extension(
+        channel,
+        codes::BACKPORT_HEARTBEAT_PERIOD,
+        "valueUnsignedInt",
+        "Subscription.channel",
+        &mut problems,
+    );
+    let timeout =
+        unsigned_extension(channel, codes::BACKPORT_TIMEOUT, "valueUnsignedInt", "Subscription.channel", &mut problems);
+    let max_count = unsigned_extension(
+        channel,
+        codes::BACKPORT_MAX_COUNT,
+        "valuePositiveInt",
+        "Subscription.channel",
+        &mut problems,
+    );
     match (status, topic, kind, content) {
         (Some(status), Some(topic), Some(kind), Some(content)) if problems.is_empty() => Ok(ParsedSubscription {
             id: str_at(subscription, "id").map(str::to_string),
@@ -484,7 +514,9 @@ pub fn filter_matches(filter: &FilterCriterion, resource: &Value) -> bool {
         extract_index(resource).into_iter().filter(|e| e.param == filter.param).map(|e| e.value).collect();
     filter.values.iter().any(|value| {
         entries.iter().any(|entry| match (def.kind, entry) {
-            (SearchParamType::Token, IndexValue::Token { system, code }) => token_matches(value, system.as_deref(), code),
+            (SearchParamType::Token, IndexValue::Token { system, code }) => {
+                token_matches(value, system.as_deref(), code)
+            }
             (SearchParamType::Reference, IndexValue::Reference { target_type, target_id, url }) => {
                 reference_matches(value, target_type.as_deref(), target_id.as_deref(), url)
             }
@@ -583,7 +615,8 @@ fn status_parameters(
     }
     parameters.push(json!({ "name": "status", "valueCode": target.status.code() }));
     parameters.push(json!({ "name": "type", "valueCode": kind.code() }));
-    parameters.push(json!({ "name": "events-since-subscription-start", "valueString": events_since_start.to_string() }));
+    parameters
+        .push(json!({ "name": "events-since-subscription-start", "valueString": events_since_start.to_string() }));
     for event in events {
         let mut parts = vec![
             json!({ "name": "event-number", "valueString": event.event_number.to_string() }),
@@ -634,8 +667,13 @@ pub fn notification_bundle(
     notification_id: &str,
     now: OffsetDateTime,
 ) -> Value {
-    let mut entries =
-        vec![status_parameters(target, NotificationType::EventNotification, events_since_start, events, notification_id)];
+    let mut entries = vec![status_parameters(
+        target,
+        NotificationType::EventNotification,
+        events_since_start,
+        events,
+        notification_id,
+    )];
     if target.content != PayloadContent::Empty {
         for event in events {
             let (method, url, status) = match event.interaction {

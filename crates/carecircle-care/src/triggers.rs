@@ -67,12 +67,18 @@ impl EncounterFacts {
         EncounterFacts {
             reference: str_at(encounter, "id").map(|id| format!("Encounter/{id}")),
             subject: encounter.get("subject").and_then(|s| str_at(s, "reference")).map(str::to_string),
-            custodian: custodian.cloned().or_else(|| {
-                encounter.get("meta").and_then(|m| str_at(m, "source")).and_then(OrgId::from_reference)
-            }),
+            custodian: custodian
+                .cloned()
+                .or_else(|| encounter.get("meta").and_then(|m| str_at(m, "source")).and_then(OrgId::from_reference)),
             status: str_at(encounter, "status").map(str::to_string),
             class: encounter.get("class").and_then(|c| str_at(c, "code")).map(str::to_string),
-            types: encounter.get("type").and_then(Value::as_array).into_iter().flatten().flat_map(concept_codes).collect(),
+            types: encounter
+                .get("type")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .flat_map(concept_codes)
+                .collect(),
             service_provider: encounter.get("serviceProvider").and_then(OrgId::from_reference_element),
         }
     }
@@ -113,7 +119,11 @@ impl EventClassifier {
         let contact = |code: &str| Code::new(codes::CONTACT_TYPE_SYSTEM, code);
         EventClassifier {
             rules: vec![
-                EventRule { custodian_sectors: strings(&["acute"]), classes: strings(&["EMER"]), ..rule("ed-attendance") },
+                EventRule {
+                    custodian_sectors: strings(&["acute"]),
+                    classes: strings(&["EMER"]),
+                    ..rule("ed-attendance")
+                },
                 EventRule {
                     custodian_sectors: strings(&["acute"]),
                     types: vec![contact("ed-attendance")],
@@ -157,7 +167,8 @@ impl EventClassifier {
                 facts.status.as_ref().is_some_and(|s| rule.statuses.contains(s))
             };
             let matches = status_ok
-                && (rule.custodian_sectors.is_empty() || sector.is_some_and(|s| rule.custodian_sectors.iter().any(|r| r == s)))
+                && (rule.custodian_sectors.is_empty()
+                    || sector.is_some_and(|s| rule.custodian_sectors.iter().any(|r| r == s)))
                 && (rule.classes.is_empty() || facts.class.as_ref().is_some_and(|c| rule.classes.contains(c)))
                 && (rule.types.is_empty() || facts.types.iter().any(|t| rule.types.contains(t)))
                 && (rule.service_providers.is_empty()
@@ -240,7 +251,12 @@ fn live_activities(plan: &CarePlanRules) -> impl Iterator<Item = &PlanActivity> 
 }
 
 fn fired(activity: &PlanActivity, condition: &TriggerCondition, firing: Firing) -> FiredTrigger {
-    FiredTrigger { activity_key: activity.key.clone(), activity_index: activity.index, condition: condition.clone(), firing }
+    FiredTrigger {
+        activity_key: activity.key.clone(),
+        activity_index: activity.index,
+        condition: condition.clone(),
+        firing,
+    }
 }
 
 /// The recurring-period triggers in effect on `date` (a calendar date in the partnership's own
@@ -262,7 +278,10 @@ pub fn triggers_for_event(plan: &CarePlanRules, event: &ClassifiedEvent) -> Vec<
         .filter_map(|a| {
             let condition = &a.trigger.as_ref()?.condition;
             let TriggerCondition::Event(code) = condition else { return None };
-            event.codes.contains(code).then(|| fired(a, condition, Firing::Event { reference: event.reference.clone() }))
+            event
+                .codes
+                .contains(code)
+                .then(|| fired(a, condition, Firing::Event { reference: event.reference.clone() }))
         })
         .collect()
 }
