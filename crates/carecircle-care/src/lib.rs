@@ -35,6 +35,6 @@ pub use subscriptions::{
     ResourceChange, RetryPolicy, Topic,
 };
 pub use triggers::{
-    alerts_for, triggers_for_date, triggers_for_event, triggers_for_situations, Alert, ClassifiedEvent, EncounterFacts,
-    EventClassifier, EventRule, FiredTrigger, Firing, MergeRule,
+    alerts_for, evaluate_triggers, triggers_for_date, triggers_for_event, triggers_for_situations, Alert,
+    ClassifiedEvent, EncounterFacts, EventClassifier, EventRule, FiredTrigger, Firing, MergeRule, TriggerInput,
 };

@@ -302,6 +302,31 @@ pub fn triggers_for_situations(plan: &CarePlanRules, situations: &BTreeSet<Activ
         .collect()
 }
 
+/// What a trigger evaluation looks at: today's date, the event that arrived (if any) and the
+/// situations in effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TriggerInput<'a> {
+    /// The partnership's local date, for recurring periods (`None` skips them).
+    pub date: Option<Date>,
+    /// The incoming event, classified.
+    pub event: Option<&'a ClassifiedEvent>,
+    /// The situations in effect.
+    pub situations: &'a BTreeSet<ActiveSituation>,
+}
+
+/// Every trigger of the plan that fires for `input`: periods, then the event, then situations.
+pub fn evaluate_triggers(plan: &CarePlanRules, input: &TriggerInput<'_>) -> Vec<FiredTrigger> {
+    let mut out = Vec::new();
+    if let Some(date) = input.date {
+        out.extend(triggers_for_date(plan, date));
+    }
+    if let Some(event) = input.event {
+        out.extend(triggers_for_event(plan, event));
+    }
+    out.extend(triggers_for_situations(plan, input.situations));
+    out
+}
+
 /// How repeats of an alert are merged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MergeRule {

@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use carecircle_care::codes::{TRIGGER_EVENT_SYSTEM, TRIGGER_SITUATION_SYSTEM};
 use carecircle_care::triggers::period_occurrence;
 use carecircle_care::{
-    alerts_for, parse_care_plan, triggers_for_date, triggers_for_event, triggers_for_situations, ActiveSituation,
-    ClassifiedEvent, Code, EncounterFacts, EventClassifier, Firing, MergeRule, MonthRange,
+    alerts_for, evaluate_triggers, parse_care_plan, triggers_for_date, triggers_for_event, triggers_for_situations,
+    ActiveSituation, ClassifiedEvent, Code, EncounterFacts, EventClassifier, Firing, MergeRule, MonthRange,
+    TriggerInput,
 };
 use carecircle_demo::well_known as wk;
 use proptest::prelude::*;
@@ -224,4 +225,31 @@ fn nothing_fires_from_a_plan_or_activity_that_is_not_live() {
     stopped["activity"][0]["detail"]["status"] = json!("stopped");
     let plan = parse_care_plan(&stopped).unwrap();
     assert!(triggers_for_date(&plan, date(2026, 8, 10)).is_empty());
+}
+
+#[test]
+fn one_evaluation_collects_periods_events_and_situations() {
+    let plan = parse_care_plan(&joe_plan()).unwrap();
+    let police = ClassifiedEvent {
+        reference: Some(format!("Encounter/{}", wk::JOE_POLICE_CONTACT)),
+        codes: vec![Code::new(TRIGGER_EVENT_SYSTEM, "police-contact")],
+    };
+    let leave = BTreeSet::from([ActiveSituation {
+        code: Code::new(TRIGGER_SITUATION_SYSTEM, "care-coordinator-on-leave"),
+        since: None,
+        source: None,
+    }]);
+    let fired = evaluate_triggers(
+        &plan,
+        &TriggerInput { date: Some(date(2025, 8, 23)), event: Some(&police), situations: &leave },
+    );
+    let indexes: Vec<usize> = fired.iter().map(|f| f.activity_index).collect();
+    assert_eq!(indexes, vec![0, 2, 1]);
+    let alerts = alerts_for("Patient/p", &plan, &fired);
+    assert_eq!(alerts.len(), 6 + 3 + 5);
+    let none = evaluate_triggers(
+        &plan,
+        &TriggerInput { date: Some(date(2025, 3, 11)), event: None, situations: &BTreeSet::new() },
+    );
+    assert!(none.is_empty());
 }
