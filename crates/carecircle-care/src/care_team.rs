@@ -169,10 +169,10 @@ fn participants_from_care_teams(care_teams: &[Value]) -> Vec<Participant> {
 /// One FHIR `CareTeam` for the person `person_ref` (`Patient/x`, as the caller names the
 /// person), joining the partners' list entries and the explicit `CareTeam`s held about them.
 ///
-/// Explicit participants come first, as they were written; a list entry is left out when an
-/// explicit participant of the same organisation already names the same key worker. Within
-/// each source, current participants come before ended ones, each group ordered by
-/// organisation. Participants that ended carry `period.end`; the team is `active` while anyone
+/// Explicit participants come first, in the order written except that ended ones move after
+/// current ones; then list entries, current before ended, each group ordered by organisation. A
+/// list entry is left out when an explicit participant of the same organisation already names
+/// the same key worker. Participants that ended carry `period.end`; the team is `active` while anyone
 /// is still current.
 pub fn build_care_team(person_ref: &str, list_entries: &[PartnerListEntry], care_teams: &[Value]) -> Value {
     let explicit = participants_from_care_teams(care_teams);
@@ -188,10 +188,9 @@ pub fn build_care_team(person_ref: &str, list_entries: &[PartnerListEntry], care
             from_lists.push(candidate);
         }
     }
-    let order = |p: &Participant| (p.end.is_some(), p.organisation.clone(), p.start.clone());
     let mut explicit = explicit;
-    explicit.sort_by_key(order);
-    from_lists.sort_by_key(order);
+    explicit.sort_by_key(|p| p.end.is_some());
+    from_lists.sort_by_key(|p| (p.end.is_some(), p.organisation.clone(), p.start.clone()));
     let all: Vec<Participant> = explicit.into_iter().chain(from_lists).collect();
 
     let any_current = all.iter().any(|p| p.end.is_none());

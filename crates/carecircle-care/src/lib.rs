@@ -30,9 +30,9 @@ pub use referral::{
     AllowedTransition, Party, ReferralTask, TaskStatus, Transition, TransitionError, TRANSITIONS,
 };
 pub use subscriptions::{
-    handshake_bundle, heartbeat_bundle, notification_bundle, parse_subscription, subscription_matches, DeliveryOutcome,
-    DeliveryRecord, Interaction, NotificationEvent, NotificationTarget, ParsedSubscription, PayloadContent,
-    ResourceChange, RetryPolicy, Topic,
+    handshake_bundle, heartbeat_bundle, matching_subscriptions, notification_bundle, parse_subscription,
+    subscription_matches, DeliveryOutcome, DeliveryRecord, Interaction, NotificationEvent, NotificationTarget,
+    ParsedSubscription, PayloadContent, ResourceChange, RetryPolicy, Topic,
 };
 pub use triggers::{
     alerts_for, evaluate_triggers, triggers_for_date, triggers_for_event, triggers_for_situations, Alert,

@@ -400,7 +400,12 @@ impl TransitionError {
 }
 
 fn party_of(task: &ReferralTask, actor: &OrgId, directory: &OrgDirectory) -> Option<Party> {
-    if directory.same_agency(actor, &task.owner) {
+    // Exact ids first, so a referral between two teams of one partner keeps its two parties.
+    if *actor == task.owner {
+        Some(Party::Owner)
+    } else if *actor == task.requester {
+        Some(Party::Requester)
+    } else if directory.same_agency(actor, &task.owner) {
         Some(Party::Owner)
     } else if directory.same_agency(actor, &task.requester) {
         Some(Party::Requester)

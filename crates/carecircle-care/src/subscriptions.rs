@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use carecircle_fhir::{definitions, extract_index, IndexValue, SearchParamType};
+use carecircle_fhir::{definitions, extract_index, IndexEntry, IndexValue, SearchParamType};
 use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
 
@@ -509,9 +509,13 @@ fn reference_matches(value: &str, target_type: Option<&str>, target_id: Option<&
 /// search index.
 pub fn filter_matches(filter: &FilterCriterion, resource: &Value) -> bool {
     let Some(resource_type) = str_at(resource, "resourceType") else { return false };
+    filter_matches_index(filter, resource_type, &extract_index(resource))
+}
+
+/// [`filter_matches`] on an index already extracted from a resource of `resource_type`.
+fn filter_matches_index(filter: &FilterCriterion, resource_type: &str, index: &[IndexEntry]) -> bool {
     let Some(def) = definitions().search_param(resource_type, &filter.param) else { return false };
-    let entries: Vec<IndexValue> =
-        extract_index(resource).into_iter().filter(|e| e.param == filter.param).map(|e| e.value).collect();
+    let entries: Vec<&IndexValue> = index.iter().filter(|e| e.param == filter.param).map(|e| &e.value).collect();
     filter.values.iter().any(|value| {
         entries.iter().any(|entry| match (def.kind, entry) {
             (SearchParamType::Token, IndexValue::Token { system, code }) => {
@@ -529,13 +533,41 @@ pub fn filter_matches(filter: &FilterCriterion, resource: &Value) -> bool {
     })
 }
 
+fn matches_with_index(
+    subscription: &ParsedSubscription,
+    change: &ResourceChange<'_>,
+    index: &mut Option<(String, Vec<IndexEntry>)>,
+) -> bool {
+    if subscription.status != SubscriptionStatus::Active || !topic_triggered(subscription.topic, change) {
+        return false;
+    }
+    if subscription.filters.is_empty() {
+        return true;
+    }
+    let Some(resource) = change.resource() else { return false };
+    let (resource_type, entries) = index.get_or_insert_with(|| {
+        (str_at(resource, "resourceType").unwrap_or_default().to_string(), extract_index(resource))
+    });
+    subscription.filters.iter().all(|f| filter_matches_index(f, resource_type, entries))
+}
+
 /// True when `subscription` wants a notification for `change`: it is active, the change is an
 /// event of its topic, and every filter matches the resource (after the change; before it for
 /// a delete).
 pub fn subscription_matches(subscription: &ParsedSubscription, change: &ResourceChange<'_>) -> bool {
-    subscription.status == SubscriptionStatus::Active
-        && topic_triggered(subscription.topic, change)
-        && change.resource().is_some_and(|r| subscription.filters.iter().all(|f| filter_matches(f, r)))
+    matches_with_index(subscription, change, &mut None)
+}
+
+/// The positions in `subscriptions` of those that want a notification for `change`, extracting
+/// the resource's search index once for all of them.
+pub fn matching_subscriptions(subscriptions: &[ParsedSubscription], change: &ResourceChange<'_>) -> Vec<usize> {
+    let mut index = None;
+    subscriptions
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches_with_index(s, change, &mut index))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// The subscription a notification is for.

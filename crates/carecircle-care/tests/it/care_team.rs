@@ -78,8 +78,9 @@ fn explicit_care_teams_are_joined_with_list_entries_without_repeats() {
         participants.iter().map(|p| p["onBehalfOf"]["reference"].as_str().unwrap()).collect();
     assert_eq!(organisations.iter().filter(|o| **o == "Organization/org-vale-mh-trust").count(), 1);
     assert_eq!(organisations.last(), Some(&"Organization/org-vale-befrienders"));
-    // Explicit participants keep their roles and members as written.
-    assert!(participants.iter().any(|p| p["member"]["reference"] == "PractitionerRole/role-vale-mh-trust-01"));
+    // Explicit participants keep their roles, members and order as written (the lead first).
+    assert_eq!(participants[0]["member"]["reference"], "PractitionerRole/role-vale-mh-trust-01");
+    assert_eq!(participants[..8], joe_team()["participant"].as_array().unwrap()[..]);
 }
 
 #[test]

@@ -253,3 +253,19 @@ fn the_inbox_query_parses_as_an_r4_task_search() {
     let parsed = carecircle_fhir::search::parse_search(Some("Task"), &pairs, carecircle_fhir::search::Handling::Strict);
     assert!(parsed.is_ok(), "{parsed:?}");
 }
+
+#[test]
+fn a_referral_between_two_teams_of_one_partner_keeps_both_parties() {
+    let d = directory();
+    let mut old = task("requested", None);
+    old["requester"] = json!({ "reference": "Organization/org-vale-mh-trust" });
+    old["owner"] = json!({ "reference": "Organization/org-vale-mh-crisis-team" });
+    let mut cancelled = old.clone();
+    cancelled["status"] = json!("cancelled");
+    cancelled["statusReason"] = json!({ "text": "Seen in clinic instead" });
+    let t = check_task_transition(&old, &cancelled, &org("org-vale-mh-trust"), &d).unwrap();
+    assert_eq!(t.by, Party::Requester);
+    let mut accepted = old.clone();
+    accepted["status"] = json!("accepted");
+    assert_eq!(check_task_transition(&old, &accepted, &org("org-vale-mh-crisis-team"), &d).unwrap().by, Party::Owner);
+}

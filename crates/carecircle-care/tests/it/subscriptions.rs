@@ -4,9 +4,9 @@
 use carecircle_care::codes::{BACKPORT_FILTER_CRITERIA, BACKPORT_HEARTBEAT_PERIOD, BACKPORT_PAYLOAD_CONTENT};
 use carecircle_care::subscriptions::{ChannelType, FilterCriterion, NotificationType, SubscriptionStatus};
 use carecircle_care::{
-    handshake_bundle, heartbeat_bundle, notification_bundle, parse_subscription, subscription_matches, DeliveryOutcome,
-    DeliveryRecord, Interaction, NotificationEvent, NotificationTarget, PayloadContent, ResourceChange, RetryPolicy,
-    Topic,
+    handshake_bundle, heartbeat_bundle, matching_subscriptions, notification_bundle, parse_subscription,
+    subscription_matches, DeliveryOutcome, DeliveryRecord, Interaction, NotificationEvent, NotificationTarget,
+    PayloadContent, ResourceChange, RetryPolicy, Topic,
 };
 use serde_json::{json, Value};
 use time::Duration;
@@ -392,4 +392,23 @@ fn the_delivery_log_schedules_the_next_attempt() {
     );
     assert_eq!(ok.next_attempt_at, None);
     assert!(!ok.gave_up());
+}
+
+#[test]
+fn many_subscriptions_are_matched_against_one_change_at_once() {
+    let subscriptions: Vec<_> =
+        ["Encounter?patient=Patient/pat-1", "Encounter?patient=Patient/pat-2", "Encounter?class=EMER"]
+            .iter()
+            .map(|f| parse_subscription(&subscription(Topic::CareTeamEncounter.url(), &[f], "id-only")).unwrap())
+            .chain([parse_subscription(&subscription(Topic::FlagRaised.url(), &[], "id-only")).unwrap()])
+            .collect();
+    let joes = encounter("Patient/pat-1", "finished");
+    let matched = matching_subscriptions(&subscriptions, &change(Interaction::Create, Some(&joes), None, true));
+    assert_eq!(matched, vec![0, 2]);
+    for (i, s) in subscriptions.iter().enumerate() {
+        assert_eq!(
+            subscription_matches(s, &change(Interaction::Create, Some(&joes), None, true)),
+            matched.contains(&i)
+        );
+    }
 }
