@@ -169,14 +169,15 @@ pub fn parse_flag(flag: &Value) -> Result<ParsedFlag, Vec<Problem>> {
             }
         }
     }
-    for category in flag.get("category").and_then(Value::as_array).into_iter().flatten() {
-        for c in concept_codes(category) {
-            if c.system == codes::FLAG_CODE_SYSTEM {
-                if let Some(fc) = FlagCode::from_code(&c.code) {
-                    if !flag_codes.contains(&fc) {
-                        flag_codes.push(fc);
-                    }
-                }
+    for (i, category) in flag.get("category").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for c in concept_codes(category).into_iter().filter(|c| c.system == codes::FLAG_CODE_SYSTEM) {
+            match FlagCode::from_code(&c.code) {
+                Some(fc) if !flag_codes.contains(&fc) => flag_codes.push(fc),
+                Some(_) => {}
+                None => problems.push(Problem::value(
+                    format!("Flag.category[{i}]"),
+                    format!("unknown flag code '{}' (known: {})", c.code, FlagCode::ALL.map(FlagCode::code).join(", ")),
+                )),
             }
         }
     }

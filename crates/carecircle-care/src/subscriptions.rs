@@ -425,6 +425,19 @@ pub fn parse_subscription(subscription: &Value) -> Result<ParsedSubscription, Ve
     }
 }
 
+impl ParsedSubscription {
+    /// True when `Subscription.end` has passed at `now` (an unreadable end counts as passed).
+    pub fn has_ended(&self, now: OffsetDateTime) -> bool {
+        self.end.as_deref().is_some_and(|end| crate::model::fhir_instant_range(end).is_none_or(|(_, last)| last < now))
+    }
+
+    /// True when a heartbeat is due: the channel asks for them and nothing was sent for a whole
+    /// period since `last_sent`.
+    pub fn heartbeat_due(&self, last_sent: OffsetDateTime, now: OffsetDateTime) -> bool {
+        self.channel.heartbeat_period.is_some_and(|seconds| now - last_sent >= Duration::seconds(i64::from(seconds)))
+    }
+}
+
 /// What happened to a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interaction {
@@ -851,5 +864,43 @@ impl DeliveryRecord {
     /// should go to status `error`).
     pub fn gave_up(&self) -> bool {
         matches!(self.outcome, DeliveryOutcome::Failed { .. }) && self.next_attempt_at.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(percent_decode("http%3A%2F%2Fx%7Ccode").as_deref(), Some("http://x|code"));
+        assert_eq!(percent_decode("a+b").as_deref(), Some("a b"));
+        assert_eq!(percent_decode("bad%2"), None);
+        assert_eq!(percent_decode("%ff%fe"), None);
+    }
+
+    #[test]
+    fn token_values_follow_search_syntax() {
+        let cases = [
+            ("EMER", Some("http://s"), "EMER", true),
+            ("http://s|EMER", Some("http://s"), "EMER", true),
+            ("http://t|EMER", Some("http://s"), "EMER", false),
+            ("|EMER", None, "EMER", true),
+            ("|EMER", Some("http://s"), "EMER", false),
+            ("http://s|", Some("http://s"), "AMB", true),
+            ("AMB", Some("http://s"), "EMER", false),
+        ];
+        for (value, system, code, expected) in cases {
+            assert_eq!(token_matches(value, system, code), expected, "{value} vs {system:?}|{code}");
+        }
+    }
+
+    #[test]
+    fn reference_values_match_type_and_id_or_the_url() {
+        assert!(reference_matches("Patient/1", Some("Patient"), Some("1"), "Patient/1"));
+        assert!(reference_matches("1", Some("Patient"), Some("1"), "Patient/1"));
+        assert!(reference_matches("https://x/fhir/Patient/1", Some("Patient"), Some("1"), "Patient/1"));
+        assert!(!reference_matches("Group/1", Some("Patient"), Some("1"), "Patient/1"));
+        assert!(!reference_matches("Patient/2", Some("Patient"), Some("1"), "Patient/1"));
     }
 }

@@ -63,6 +63,15 @@ fn a_period_end_day_counts_whole_and_status_decides_first() {
 fn invalid_flags_are_refused_with_locations() {
     let cases: Vec<(Value, Vec<&str>)> = vec![
         (flag("risk-to-pets", json!({})), vec!["Flag.code.coding[0].code"]),
+        (
+            {
+                let mut f = flag("risk-to-self", json!({}));
+                f["category"] =
+                    json!([{ "text": "x" }, { "coding": [{ "system": FLAG_CODE_SYSTEM, "code": "risky" }] }]);
+                f
+            },
+            vec!["Flag.category[1]"],
+        ),
         (flag("risk-to-self", json!({ "start": "2026-09-01", "end": "2026-08-01" })), vec!["Flag.period"]),
         (flag("risk-to-self", json!({ "start": "01/09/2026" })), vec!["Flag.period.start"]),
         (

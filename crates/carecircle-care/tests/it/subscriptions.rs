@@ -8,6 +8,7 @@ use carecircle_care::{
     subscription_matches, DeliveryOutcome, DeliveryRecord, Interaction, NotificationEvent, NotificationTarget,
     PayloadContent, ResourceChange, RetryPolicy, Topic,
 };
+use proptest::prelude::*;
 use serde_json::{json, Value};
 use time::Duration;
 
@@ -410,5 +411,44 @@ fn many_subscriptions_are_matched_against_one_change_at_once() {
             subscription_matches(s, &change(Interaction::Create, Some(&joes), None, true)),
             matched.contains(&i)
         );
+    }
+}
+
+#[test]
+fn ends_and_heartbeats_are_judged_on_the_given_time() {
+    let mut resource = subscription(Topic::FlagRaised.url(), &[], "empty");
+    resource["end"] = json!("2026-08-31");
+    let parsed = parse_subscription(&resource).unwrap();
+    assert!(!parsed.has_ended(at(2026, 8, 31, 23, 0)), "the end day counts whole");
+    assert!(parsed.has_ended(at(2026, 9, 1, 0, 0)));
+    assert!(!parsed.heartbeat_due(at(2026, 8, 1, 0, 0), at(2026, 8, 1, 0, 59)));
+    assert!(parsed.heartbeat_due(at(2026, 8, 1, 0, 0), at(2026, 8, 1, 1, 0)));
+}
+
+proptest! {
+    #[test]
+    fn any_filter_text_is_either_refused_or_uses_only_the_topics_parameters(text in "[A-Za-z%=&?,|:/0-9 -]{0,60}") {
+        let resource = subscription(Topic::CareTeamEncounter.url(), &[text.as_str()], "id-only");
+        match parse_subscription(&resource) {
+            Ok(parsed) => {
+                for filter in &parsed.filters {
+                    prop_assert!(Topic::CareTeamEncounter.filter_parameters().contains(&filter.param.as_str()));
+                    prop_assert!(filter.values.iter().all(|v| !v.is_empty()));
+                }
+            }
+            Err(problems) => prop_assert!(problems.iter().all(|p| p.expression.starts_with("Subscription._criteria.extension[0]"))),
+        }
+    }
+
+    #[test]
+    fn retry_delays_never_shrink_and_never_pass_the_cap(initial in 1i64..600, cap in 1i64..7200, attempts in 1u32..64) {
+        let policy = RetryPolicy { initial_delay: Duration::seconds(initial), max_delay: Duration::seconds(cap), max_attempts: attempts };
+        let mut previous = Duration::ZERO;
+        for attempt in 1..attempts {
+            let delay = policy.delay_after(attempt).unwrap();
+            prop_assert!(delay >= previous && delay <= Duration::seconds(cap));
+            previous = delay;
+        }
+        prop_assert_eq!(policy.delay_after(attempts), None);
     }
 }
