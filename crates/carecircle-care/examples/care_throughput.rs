@@ -8,8 +8,8 @@ use std::time::Instant;
 use carecircle_care::codes::{BACKPORT_FILTER_CRITERIA, BACKPORT_PAYLOAD_CONTENT};
 use carecircle_care::{
     alerts_for, evaluate_triggers, matching_subscriptions, parse_care_plan, parse_subscription, AlertBook, AlertInput,
-    AlertPolicy, ClassifiedEvent, EncounterFacts, EventClassifier, Interaction, OrgDirectory, ResourceChange, Topic,
-    TriggerInput,
+    AlertPolicy, ClassifiedEvent, EncounterFacts, EventClassifier, Interaction, OrgDirectory, OrgId, ResourceChange,
+    Topic, TriggerInput,
 };
 use carecircle_demo::{generate, DemoConfig};
 use serde_json::{json, Value};
@@ -68,6 +68,7 @@ fn main() {
         .filter_map(|patient| {
             parse_subscription(&json!({
                 "resourceType": "Subscription", "status": "active", "criteria": Topic::CareTeamEncounter.url(),
+                "meta": { "source": "Organization/org-vale-mh-crisis-team" },
                 "_criteria": { "extension": [{ "url": BACKPORT_FILTER_CRITERIA, "valueString": format!("Encounter?patient={patient}") }] },
                 "channel": { "type": "rest-hook", "endpoint": "https://example.org/hook",
                              "_payload": { "extension": [{ "url": BACKPORT_PAYLOAD_CONTENT, "valueCode": "id-only" }] } },
@@ -76,6 +77,7 @@ fn main() {
         })
         .collect();
     let sample: Vec<&&Value> = encounters.iter().take(200).collect();
+    let care_organisations = BTreeSet::from([OrgId::new("org-vale-mh-crisis-team")]);
     let start = Instant::now();
     let mut n_matches = 0usize;
     for encounter in &sample {
@@ -83,7 +85,7 @@ fn main() {
             interaction: Interaction::Create,
             current: Some(encounter),
             previous: None,
-            subscriber_in_care: true,
+            care_organisations: Some(&care_organisations),
         };
         n_matches += matching_subscriptions(&subscriptions, &change).len();
     }

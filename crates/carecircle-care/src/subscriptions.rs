@@ -8,6 +8,7 @@
 //! topic's resource type, evaluated on the changed resource with the same index extraction the
 //! store uses, so a filter means what the same search would mean.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use carecircle_fhir::{definitions, extract_index, IndexEntry, IndexValue, SearchParamType};
@@ -15,7 +16,7 @@ use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
 
 use crate::codes;
-use crate::model::{extensions, format_instant, str_at, Problem, ProblemKind};
+use crate::model::{extensions, format_instant, str_at, OrgId, Problem, ProblemKind};
 
 /// carecircle's subscription topics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -183,6 +184,9 @@ pub struct ParsedSubscription {
     pub channel: Channel,
     /// `Subscription.end`, if given (the caller turns it off then).
     pub end: Option<String>,
+    /// The organisation that subscribed: the stored Subscription's custodian (`meta.source`).
+    /// The care-team-encounter topic reports only people in its care.
+    pub subscriber: Option<OrgId>,
 }
 
 /// Decodes `%XX` escapes (and `+` as a space) in a query component; `None` for a bad escape or
@@ -420,6 +424,7 @@ pub fn parse_subscription(subscription: &Value) -> Result<ParsedSubscription, Ve
             filters,
             channel: Channel { kind, endpoint, headers, content, heartbeat_period, timeout, max_count },
             end: str_at(subscription, "end").map(str::to_string),
+            subscriber: subscription.get("meta").and_then(|m| str_at(m, "source")).and_then(OrgId::from_reference),
         }),
         _ => Err(problems),
     }
@@ -458,10 +463,10 @@ pub struct ResourceChange<'a> {
     pub current: Option<&'a Value>,
     /// The resource before the change (`None` for a create).
     pub previous: Option<&'a Value>,
-    /// True when the subscriber's organisation is in the care of the person the resource is
-    /// about (from [`crate::care_team::organisations_in_care`]); the care-team-encounter topic
-    /// requires it.
-    pub subscriber_in_care: bool,
+    /// The organisations in the care of the person the resource is about, from
+    /// [`crate::care_team::organisations_in_care`]. The care-team-encounter topic needs it and
+    /// matches nothing without it; other topics ignore it.
+    pub care_organisations: Option<&'a BTreeSet<OrgId>>,
 }
 
 impl ResourceChange<'_> {
@@ -470,7 +475,8 @@ impl ResourceChange<'_> {
     }
 }
 
-/// True when the change is an event of the topic (before filters).
+/// True when the change is an event of the topic (before filters and before the care-team
+/// relationship the care-team-encounter topic also needs).
 pub fn topic_triggered(topic: Topic, change: &ResourceChange<'_>) -> bool {
     let Some(resource) = change.resource() else { return false };
     if str_at(resource, "resourceType") != Some(topic.resource_type()) {
@@ -478,7 +484,7 @@ pub fn topic_triggered(topic: Topic, change: &ResourceChange<'_>) -> bool {
     }
     let status = |r: Option<&Value>| r.and_then(|r| str_at(r, "status")).map(str::to_string);
     match topic {
-        Topic::CareTeamEncounter => change.interaction != Interaction::Delete && change.subscriber_in_care,
+        Topic::CareTeamEncounter => change.interaction != Interaction::Delete,
         Topic::CarePlanChanged => true,
         Topic::ReferralStatusChanged => match change.interaction {
             Interaction::Create => true,
@@ -554,6 +560,15 @@ fn matches_with_index(
     if subscription.status != SubscriptionStatus::Active || !topic_triggered(subscription.topic, change) {
         return false;
     }
+    if subscription.topic == Topic::CareTeamEncounter {
+        let in_care = match (&subscription.subscriber, change.care_organisations) {
+            (Some(subscriber), Some(in_care)) => in_care.contains(subscriber),
+            _ => false,
+        };
+        if !in_care {
+            return false;
+        }
+    }
     if subscription.filters.is_empty() {
         return true;
     }
@@ -565,7 +580,8 @@ fn matches_with_index(
 }
 
 /// True when `subscription` wants a notification for `change`: it is active, the change is an
-/// event of its topic, and every filter matches the resource (after the change; before it for
+/// event of its topic, for the care-team-encounter topic its subscriber is among the change's
+/// care organisations, and every filter matches the resource (after the change; before it for
 /// a delete).
 pub fn subscription_matches(subscription: &ParsedSubscription, change: &ResourceChange<'_>) -> bool {
     matches_with_index(subscription, change, &mut None)

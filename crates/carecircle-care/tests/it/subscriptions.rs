@@ -9,6 +9,10 @@ use carecircle_care::{
     PayloadContent, ResourceChange, RetryPolicy, Topic,
 };
 use proptest::prelude::*;
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use carecircle_care::OrgId;
 use serde_json::{json, Value};
 use time::Duration;
 
@@ -22,6 +26,7 @@ fn subscription(topic: &str, filters: &[&str], content: &str) -> Value {
         "id": "sub-1",
         "status": "active",
         "reason": "Tell the crisis team about Joe's encounters",
+        "meta": { "source": "Organization/org-vale-mh-crisis-team" },
         "criteria": topic,
         "_criteria": { "extension": filters },
         "channel": {
@@ -40,13 +45,24 @@ fn encounter(patient: &str, status: &str) -> Value {
             "subject": { "reference": patient } })
 }
 
+/// The organisations in the care of the person: the crisis team (the subscriber) when `in_care`.
+fn care(in_care: bool) -> &'static BTreeSet<OrgId> {
+    static IN_CARE: OnceLock<BTreeSet<OrgId>> = OnceLock::new();
+    static OTHERS: OnceLock<BTreeSet<OrgId>> = OnceLock::new();
+    if in_care {
+        IN_CARE.get_or_init(|| BTreeSet::from([OrgId::new("org-vale-mh-crisis-team"), OrgId::new("org-vale-mh-trust")]))
+    } else {
+        OTHERS.get_or_init(|| BTreeSet::from([OrgId::new("org-northvale-police")]))
+    }
+}
+
 fn change<'a>(
     interaction: Interaction,
     current: Option<&'a Value>,
     previous: Option<&'a Value>,
     in_care: bool,
 ) -> ResourceChange<'a> {
-    ResourceChange { interaction, current, previous, subscriber_in_care: in_care }
+    ResourceChange { interaction, current, previous, care_organisations: Some(care(in_care)) }
 }
 
 #[test]
@@ -72,6 +88,8 @@ fn a_backport_subscription_is_read_whole() {
     assert_eq!(parsed.channel.headers, vec![("Authorization".to_string(), "Bearer secret-token".to_string())]);
     assert_eq!(parsed.channel.content, PayloadContent::FullResource);
     assert_eq!(parsed.channel.heartbeat_period, Some(3600));
+    assert_eq!(parsed.subscriber, Some(OrgId::new("org-vale-mh-crisis-team")));
+    assert_eq!(parsed.subscriber, Some(OrgId::new("org-vale-mh-crisis-team")));
     let websocket = {
         let mut s = subscription(Topic::FlagRaised.url(), &[], "id-only");
         s["channel"]["type"] = json!("websocket");
@@ -156,6 +174,29 @@ fn encounters_match_only_for_subscribers_in_the_persons_care_and_by_filter() {
     assert!(subscription_matches(&sub, &change(Interaction::Create, Some(&joes), None, true)));
     assert!(subscription_matches(&sub, &change(Interaction::Update, Some(&joes), Some(&planned), true)));
     assert!(!subscription_matches(&sub, &change(Interaction::Create, Some(&joes), None, false)), "not in care");
+    let unknown = ResourceChange {
+        interaction: Interaction::Create,
+        current: Some(&joes),
+        previous: None,
+        care_organisations: None,
+    };
+    assert!(!subscription_matches(&sub, &unknown), "no relationship known, no notification");
+    let mut anonymous = sub.clone();
+    anonymous.subscriber = None;
+    assert!(!subscription_matches(&anonymous, &change(Interaction::Create, Some(&joes), None, true)), "no subscriber");
+    let unknown = ResourceChange {
+        interaction: Interaction::Create,
+        current: Some(&joes),
+        previous: None,
+        care_organisations: None,
+    };
+    assert!(!subscription_matches(&sub, &unknown), "no relationship known, no notification");
+    let mut anonymous = sub.clone();
+    anonymous.subscriber = None;
+    assert!(
+        !subscription_matches(&anonymous, &change(Interaction::Create, Some(&joes), None, true)),
+        "no subscriber, no relationship"
+    );
     assert!(!subscription_matches(&sub, &change(Interaction::Create, Some(&others), None, true)));
     assert!(!subscription_matches(&sub, &change(Interaction::Create, Some(&planned), None, true)));
     assert!(!subscription_matches(&sub, &change(Interaction::Delete, None, Some(&joes), true)));
