@@ -40,6 +40,9 @@ pub struct EventRule {
     /// `Encounter.serviceProvider` organisations (an emergency department team).
     #[serde(default)]
     pub service_providers: Vec<OrgId>,
+    /// `Encounter.location[].location` references (`Location/ed-majors`).
+    #[serde(default)]
+    pub locations: Vec<String>,
 }
 
 /// An Encounter, reduced to what classification rules look at.
@@ -59,6 +62,8 @@ pub struct EncounterFacts {
     pub types: Vec<Code>,
     /// `Encounter.serviceProvider`.
     pub service_provider: Option<OrgId>,
+    /// `Encounter.location[].location.reference`.
+    pub locations: Vec<String>,
 }
 
 impl EncounterFacts {
@@ -80,6 +85,13 @@ impl EncounterFacts {
                 .flat_map(concept_codes)
                 .collect(),
             service_provider: encounter.get("serviceProvider").and_then(OrgId::from_reference_element),
+            locations: encounter
+                .get("location")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l.get("location").and_then(|r| str_at(r, "reference")).map(str::to_string))
+                .collect(),
         }
     }
 }
@@ -99,6 +111,7 @@ fn rule(event: &str) -> EventRule {
         types: Vec::new(),
         statuses: Vec::new(),
         service_providers: Vec::new(),
+        locations: Vec::new(),
     }
 }
 
@@ -172,7 +185,8 @@ impl EventClassifier {
                 && (rule.classes.is_empty() || facts.class.as_ref().is_some_and(|c| rule.classes.contains(c)))
                 && (rule.types.is_empty() || facts.types.iter().any(|t| rule.types.contains(t)))
                 && (rule.service_providers.is_empty()
-                    || facts.service_provider.as_ref().is_some_and(|p| rule.service_providers.contains(p)));
+                    || facts.service_provider.as_ref().is_some_and(|p| rule.service_providers.contains(p)))
+                && (rule.locations.is_empty() || facts.locations.iter().any(|l| rule.locations.contains(l)));
             let code = Code::new(codes::TRIGGER_EVENT_SYSTEM, rule.event.clone());
             if matches && !out.contains(&code) {
                 out.push(code);

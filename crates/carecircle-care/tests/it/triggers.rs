@@ -130,6 +130,7 @@ fn classification_rules_are_data() {
         { "event": "missed-depot-injection", "custodian_sectors": ["mental-health"], "statuses": ["cancelled"],
           "types": [{ "system": "https://carecircle.example.org/fhir/CodeSystem/contact-type", "code": "depot-injection" }] },
         { "event": "ed-attendance", "service_providers": ["org-minsterford-hospital-ed"] },
+        { "event": "ed-attendance", "custodian_sectors": ["acute"], "locations": ["Location/ed-majors"] },
     ]}))
     .unwrap();
     let d = directory();
@@ -154,6 +155,11 @@ fn classification_rules_are_data() {
     );
     // A contact that did not happen is no event unless a rule names its status.
     assert!(codes(encounter("cancelled", "x", "org-minsterford-hospital", "org-minsterford-hospital-ed")).is_empty());
+    let mut at_ed = encounter("finished", "x", "org-minsterford-hospital", "org-minsterford-hospital");
+    at_ed["location"] = json!([{ "location": { "reference": "Location/ed-majors" } }]);
+    assert_eq!(codes(at_ed.clone()), vec!["ed-attendance"]);
+    at_ed["meta"]["source"] = json!("Organization/org-northvale-police");
+    assert!(codes(at_ed).is_empty(), "an ED location only counts at an acute partner");
     assert!(EventClassifier::from_json(&json!({ "rules": [{ "event": "x", "sector": ["acute"] }] })).is_err());
     // The custodian given by the caller overrides meta.source.
     let facts = EncounterFacts::from_encounter(
