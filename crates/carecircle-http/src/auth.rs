@@ -94,7 +94,12 @@ impl AuthConfig {
 fn is_public(path: &str) -> bool {
     matches!(
         path,
-        "/metadata" | "/healthz" | "/.well-known/smart-configuration" | "/.well-known/jwks.json" | "/auth/token"
+        "/metadata"
+            | "/healthz"
+            | "/.well-known/smart-configuration"
+            | "/.well-known/jwks.json"
+            | "/auth/token"
+            | "/audit/checkpoint"
     )
 }
 

@@ -199,3 +199,34 @@ pub fn require_entry_scopes(
     }
     Ok(())
 }
+
+/// Tells the caller that the access decision withheld entries, without saying which: an
+/// `OperationOutcome` entry with the `suppressed` issue, and no `total` when it is no longer exact.
+pub fn mark_withheld(bundle: &mut Value, withheld: usize, total_known: bool) {
+    if withheld == 0 {
+        return;
+    }
+    if !total_known {
+        if let Some(object) = bundle.as_object_mut() {
+            object.remove("total");
+        }
+    }
+    let issue = carecircle_fhir::Issue {
+        severity: carecircle_fhir::outcome::IssueSeverity::Information,
+        code: carecircle_fhir::IssueType::Suppressed,
+        diagnostics: "some matching entries were withheld because access to them is not permitted".into(),
+        expression: Vec::new(),
+    };
+    let outcome = json!({"resource": operation_outcome(&[issue]), "search": {"mode": "outcome"}});
+    if let Some(object) = bundle.as_object_mut() {
+        let entries = object.entry("entry").or_insert_with(|| json!([]));
+        if let Some(entries) = entries.as_array_mut() {
+            entries.push(outcome);
+        }
+    }
+}
+
+/// A query string from its pairs, for the audit trail.
+pub fn encode_pairs(params: &[(String, String)]) -> String {
+    encode(params)
+}

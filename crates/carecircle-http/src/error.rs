@@ -46,6 +46,7 @@ impl From<RecordError> for ApiError {
             RecordError::Gone(_) => StatusCode::GONE,
             RecordError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             RecordError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
+            RecordError::Forbidden(_) => StatusCode::FORBIDDEN,
             RecordError::Internal(cause) => {
                 tracing::error!(%cause, "request failed inside the server");
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -8,11 +8,11 @@ use axum::response::{IntoResponse, Response};
 use carecircle_auth::Interaction;
 use carecircle_fhir::search::{Handling, SearchQuery, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use carecircle_fhir::{Issue, IssueType};
-use carecircle_record::{custodian_reference, parse_query_string, Caller, Created, Principal};
+use carecircle_record::{custodian_reference, parse_query_string, Caller, Created, Principal, RequestMeta, Session};
 use carecircle_store::{HistoryQuery, WriteEffect};
 
 use crate::auth::require_scope;
-use crate::bundles::{everything_bundle, history_bundle, searchset_bundle};
+use crate::bundles::{everything_bundle, history_bundle, mark_withheld, searchset_bundle};
 use crate::error::ApiError;
 use crate::fhir_json::{etag, fhir_response, handling, if_match, resource_response, return_preference, FhirBody};
 use crate::AppState;
@@ -46,6 +46,25 @@ fn caller(headers: &HeaderMap, state: &AppState, principal: &Principal) -> Resul
     }
 }
 
+/// The principal's session, with what the audit trail records about the request.
+fn session<'a>(
+    state: &'a AppState,
+    principal: &'a Principal,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Session<'a>, ApiError> {
+    let meta = RequestMeta {
+        request_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(|v| v.chars().take(64).collect()),
+        client_address: headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_string()),
+        query: query.map(str::to_string),
+    };
+    Ok(state.record.session(principal, meta)?)
+}
+
 fn query_pairs(query: &Option<String>) -> Vec<(String, String)> {
     query.as_deref().map(parse_query_string).unwrap_or_default()
 }
@@ -68,7 +87,8 @@ pub async fn create(
     let condition = headers.get("if-none-exist").and_then(|v| v.to_str().ok()).map(str::to_string);
     let preference = return_preference(&headers);
     let base = &state.config.base_url;
-    Ok(match state.record.create(&caller, &resource_type, body, condition.as_deref()).await? {
+    let session = session(&state, &principal, &headers, None)?;
+    Ok(match session.create(&caller, &resource_type, body, condition.as_deref()).await? {
         Created::New(stored) => resource_response(StatusCode::CREATED, &stored, base, true, preference),
         Created::Existing(stored) => resource_response(StatusCode::OK, &stored, base, true, preference),
     })
@@ -79,9 +99,11 @@ pub async fn read(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     require_scope(&principal, Some(&resource_type), Interaction::Read)?;
-    Ok(stored_response(&state, &state.record.read(&resource_type, &id).await?))
+    let session = session(&state, &principal, &headers, None)?;
+    Ok(stored_response(&state, &session.read(&resource_type, &id).await?))
 }
 
 /// `GET /{type}/{id}/_history/{version}`.
@@ -89,9 +111,11 @@ pub async fn vread(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path((resource_type, id, version)): Path<(String, String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     require_scope(&principal, Some(&resource_type), Interaction::Read)?;
-    Ok(stored_response(&state, &state.record.vread(&resource_type, &id, &version).await?))
+    let session = session(&state, &principal, &headers, None)?;
+    Ok(stored_response(&state, &session.vread(&resource_type, &id, &version).await?))
 }
 
 /// 200 with a stored version, its ETag and Last-Modified.
@@ -116,7 +140,7 @@ pub async fn update(
     require_scope(&principal, Some(&resource_type), Interaction::Update)?;
     let caller = caller(&headers, &state, &principal)?;
     let expected = if_match(&headers)?;
-    let outcome = state.record.update(&caller, &resource_type, &id, body, expected).await?;
+    let outcome = session(&state, &principal, &headers, None)?.update(&caller, &resource_type, &id, body, expected).await?;
     let status = if outcome.effect == WriteEffect::Created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(resource_response(status, &outcome.stored, &state.config.base_url, true, return_preference(&headers)))
 }
@@ -130,7 +154,7 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     require_scope(&principal, Some(&resource_type), Interaction::Delete)?;
     let expected = if_match(&headers)?;
-    let outcome = state.record.delete(&resource_type, &id, expected).await?;
+    let outcome = session(&state, &principal, &headers, None)?.delete(&resource_type, &id, expected).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     if outcome.effect == WriteEffect::Deleted {
         if let Ok(value) = etag(outcome.stored.version).parse() {
@@ -149,9 +173,12 @@ async fn search(
 ) -> Result<Response, ApiError> {
     require_scope(principal, resource_type, Interaction::Search)?;
     let handling: Handling = handling(headers);
-    let result = state.record.search(resource_type, &params, handling).await?;
+    let query = crate::bundles::encode_pairs(&params);
+    let guarded = session(state, principal, headers, Some(&query))?.search(resource_type, &params, handling).await?;
     let path = resource_type.map(|t| format!("/{t}")).unwrap_or_default();
-    Ok(fhir_response(StatusCode::OK, &searchset_bundle(&state.config.base_url, &path, &params, &result)))
+    let mut bundle = searchset_bundle(&state.config.base_url, &path, &params, &guarded.value);
+    mark_withheld(&mut bundle, guarded.withheld, guarded.total_known);
+    Ok(fhir_response(StatusCode::OK, &bundle))
 }
 
 /// `GET /{type}?...`.
@@ -225,12 +252,15 @@ fn history_query(
 
 async fn history(
     state: &AppState,
+    principal: &Principal,
     query: HistoryQuery,
     path: &str,
     raw: &Option<String>,
 ) -> Result<Response, ApiError> {
-    let page = state.record.history(query.clone()).await?;
-    Ok(fhir_response(StatusCode::OK, &history_bundle(&state.config.base_url, path, &query_pairs(raw), &query, &page)))
+    let guarded = session(state, principal, &HeaderMap::new(), raw.as_deref())?.history(query.clone()).await?;
+    let mut bundle = history_bundle(&state.config.base_url, path, &query_pairs(raw), &query, &guarded.value);
+    mark_withheld(&mut bundle, guarded.withheld, guarded.total_known);
+    Ok(fhir_response(StatusCode::OK, &bundle))
 }
 
 /// `GET /_history`.
@@ -240,7 +270,7 @@ pub async fn history_system(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     require_scope(&principal, None, Interaction::Search)?;
-    history(&state, history_query(None, None, &raw)?, "/_history", &raw).await
+    history(&state, &principal, history_query(None, None, &raw)?, "/_history", &raw).await
 }
 
 /// `GET /{type}/_history`.
@@ -252,7 +282,7 @@ pub async fn history_type(
 ) -> Result<Response, ApiError> {
     require_scope(&principal, Some(&resource_type), Interaction::Search)?;
     let path = format!("/{resource_type}/_history");
-    history(&state, history_query(Some(resource_type), None, &raw)?, &path, &raw).await
+    history(&state, &principal, history_query(Some(resource_type), None, &raw)?, &path, &raw).await
 }
 
 /// `GET /{type}/{id}/_history`.
@@ -264,7 +294,7 @@ pub async fn history_instance(
 ) -> Result<Response, ApiError> {
     require_scope(&principal, Some(&resource_type), Interaction::Read)?;
     let path = format!("/{resource_type}/{id}/_history");
-    history(&state, history_query(Some(resource_type), Some(id), &raw)?, &path, &raw).await
+    history(&state, &principal, history_query(Some(resource_type), Some(id), &raw)?, &path, &raw).await
 }
 
 /// `POST /` with a batch or transaction Bundle.
@@ -276,7 +306,7 @@ pub async fn bundle(
 ) -> Result<Response, ApiError> {
     crate::bundles::require_entry_scopes(&principal, &body)?;
     let caller = caller(&headers, &state, &principal)?;
-    let response = state.record.process_bundle(&caller, body).await?;
+    let response = session(&state, &principal, &headers, None)?.process_bundle(&caller, body).await?;
     Ok(fhir_response(StatusCode::OK, &response))
 }
 
@@ -317,11 +347,14 @@ pub async fn instance_operation(
                     }
                 }
             }
-            let page = state.record.everything(&id, count, offset).await?;
+            let guarded = session(&state, &principal, &HeaderMap::new(), raw.as_deref())?.everything(&id, count, offset).await?;
             let path = format!("/Patient/{id}/$everything");
-            Ok(fhir_response(StatusCode::OK, &everything_bundle(&state.config.base_url, &path, count, offset, &page)))
+            let mut bundle = everything_bundle(&state.config.base_url, &path, count, offset, &guarded.value);
+            mark_withheld(&mut bundle, guarded.withheld, guarded.total_known);
+            Ok(fhir_response(StatusCode::OK, &bundle))
         }
-        ("Organization", "$custodian-export") => custodian_export(&state, &id).await,
+        ("Patient", "$access-log") => crate::audit::access_log(&state, &principal, &id, &raw).await,
+        ("Organization", "$custodian-export") => custodian_export(&state, &principal, &id).await,
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             Issue::error(
@@ -333,8 +366,18 @@ pub async fn instance_operation(
 }
 
 /// Every resource the organisation is custodian of, as NDJSON (`application/fhir+ndjson`).
-async fn custodian_export(state: &AppState, organization_id: &str) -> Result<Response, ApiError> {
+/// Only the partner itself (its systems and staff) and the administrator may export it; the
+/// export is audited as one event.
+async fn custodian_export(state: &AppState, principal: &Principal, organization_id: &str) -> Result<Response, ApiError> {
     state.record.read("Organization", organization_id).await?;
+    let organisation = format!("Organization/{organization_id}");
+    if !principal.is_admin() && principal.organization.as_deref() != Some(organisation.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            Issue::error(IssueType::Forbidden, "only the partner itself or the administrator may export a partner's data"),
+        ));
+    }
+    session(state, principal, &HeaderMap::new(), Some("$custodian-export"))?.audit_export(&organisation).await?;
     let mut query = SearchQuery::all(None);
     query.filters.push(carecircle_fhir::search::Filter {
         param: "_source".into(),

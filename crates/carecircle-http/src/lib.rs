@@ -1,6 +1,7 @@
 //! The FHIR R4 REST API of carecircle. Handlers translate HTTP to calls of the record service
 //! and back; they never touch storage directly.
 
+pub mod audit;
 pub mod auth;
 mod bundles;
 mod capability;
@@ -59,6 +60,10 @@ pub fn router(record: Record, config: HttpConfig, auth: Arc<auth::AuthConfig>) -
         .route("/.well-known/smart-configuration", get(auth::smart_configuration))
         .route("/.well-known/jwks.json", get(auth::jwks))
         .route("/auth/token", axum::routing::post(auth::token))
+        .route("/audit/checkpoint", get(audit::checkpoint))
+        .route("/audit/proof/{seq}", get(audit::proof))
+        .route("/audit/unusual-access", get(audit::unusual_access))
+        .route("/audit/break-glass", get(audit::break_glass))
         .route("/metadata", get(interactions::metadata))
         .route("/healthz", get(observability::healthz))
         .route("/metrics", get(observability::metrics))

@@ -236,6 +236,7 @@ fn error_entry(error: &RecordError) -> Value {
         RecordError::Gone(_) => "410 Gone",
         RecordError::PreconditionFailed(_) => "412 Precondition Failed",
         RecordError::NotSupported(_) => "501 Not Implemented",
+        RecordError::Forbidden(_) => "403 Forbidden",
         RecordError::Internal(_) => "500 Internal Server Error",
     };
     json!({ "response": { "status": status, "outcome": operation_outcome(&error.issues()) } })

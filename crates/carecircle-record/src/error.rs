@@ -21,6 +21,10 @@ pub enum RecordError {
     /// The operation is not supported (e.g. a Bundle interaction the server does not offer).
     #[error("not supported: {}", .0.diagnostics)]
     NotSupported(Issue),
+    /// The access decision refused the request (403); the issue says why, without revealing
+    /// anything the caller may not see.
+    #[error("forbidden: {}", .0.diagnostics)]
+    Forbidden(Issue),
     /// The server failed (500). The message is for the log only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -49,6 +53,7 @@ impl RecordError {
             RecordError::NotFound(issue) => RecordError::NotFound(relocate(issue)),
             RecordError::PreconditionFailed(issue) => RecordError::PreconditionFailed(relocate(issue)),
             RecordError::NotSupported(issue) => RecordError::NotSupported(relocate(issue)),
+            RecordError::Forbidden(issue) => RecordError::Forbidden(relocate(issue)),
             other => other,
         }
     }
@@ -59,7 +64,8 @@ impl RecordError {
             RecordError::Invalid(issues) => issues.clone(),
             RecordError::NotFound(issue)
             | RecordError::PreconditionFailed(issue)
-            | RecordError::NotSupported(issue) => vec![issue.clone()],
+            | RecordError::NotSupported(issue)
+            | RecordError::Forbidden(issue) => vec![issue.clone()],
             RecordError::Gone(r) => vec![Issue::error(
                 IssueType::Deleted,
                 format!("{}/{} was deleted (version {})", r.resource_type, r.id, r.version),

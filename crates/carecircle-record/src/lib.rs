@@ -6,7 +6,9 @@
 mod bundle;
 mod error;
 mod prepare;
+mod policy;
 mod principal;
+mod session;
 
 use std::sync::Arc;
 
@@ -18,7 +20,11 @@ use serde_json::Value;
 pub use bundle::BundleKind;
 pub use error::RecordError;
 pub use prepare::{custodian_reference, validate_incoming};
+pub use policy::{PolicyAccess, NATIONAL_OPT_OUT_EXTENSION};
 pub use principal::{Principal, PrincipalKind, DEFAULT_PURPOSE};
+pub use session::{
+    person_of, AccessAction, AccessControl, Candidate, Guard, Guarded, RequestMeta, Session, Verdict, COUNT_LIMIT,
+};
 
 /// Who is writing: the partner organisation that becomes the custodian of what it writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,12 +57,23 @@ pub struct SearchResult {
 #[derive(Clone)]
 pub struct Record {
     store: Arc<dyn Store>,
+    guard: Option<Arc<Guard>>,
 }
 
 impl Record {
     /// A service over `store`.
     pub fn new(store: Arc<dyn Store>) -> Record {
-        Record { store }
+        Record { store, guard: None }
+    }
+
+    /// A service whose sessions go through `guard` (the access decision and the audit log).
+    pub fn with_guard(store: Arc<dyn Store>, guard: Guard) -> Record {
+        Record { store, guard: Some(Arc::new(guard)) }
+    }
+
+    /// The guard, when there is one.
+    pub fn guard(&self) -> Option<&Arc<Guard>> {
+        self.guard.as_ref()
     }
 
     /// The underlying store.

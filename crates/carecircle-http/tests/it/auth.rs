@@ -7,10 +7,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use carecircle_auth::{SigningKey, TokenRequest, DEV_ISSUER};
 use carecircle_http::auth::{BREAK_GLASS_EXTENSION, CLIENT_EXTENSION, CLIENT_ID_SYSTEM};
-use carecircle_record::Caller;
 use serde_json::json;
 
-use crate::{assert_outcome, patient, TestApp, TestResponse, BASE, PARTNERSHIP};
+use crate::{assert_outcome, patient, TestApp, TestResponse, BASE, PARTNERSHIP, SECTOR};
 
 async fn get_with(app: &TestApp, uri: &str, token: &str) -> TestResponse {
     let bearer = format!("Bearer {token}");
@@ -34,24 +33,16 @@ fn user_request(fhir_user: &str) -> TokenRequest {
 
 /// A partner with a team, and a practitioner with a role in that team.
 async fn seed_staff(app: &TestApp) {
-    let admin = Caller { custodian: PARTNERSHIP.into() };
-    let put = |t: &'static str, id: &'static str, body: serde_json::Value| {
-        let record = app.record.clone();
-        let admin = admin.clone();
-        async move { record.update(&admin, t, id, body, None).await.expect("seed") }
-    };
-    put("Organization", "hospital", json!({"resourceType": "Organization", "id": "hospital", "name": "Vale Hospital"}))
-        .await;
-    put(
-        "Organization",
-        "hospital-ed",
-        json!({"resourceType": "Organization", "id": "hospital-ed", "name": "ED", "partOf": {"reference": "Organization/hospital"}}),
+    app.seed_partner("hospital", "acute").await;
+    app.seed(
+        PARTNERSHIP,
+        json!({"resourceType": "Organization", "id": "hospital-ed", "name": "ED", "partOf": {"reference": "Organization/hospital"},
+               "type": [{"coding": [{"system": SECTOR, "code": "acute"}]}]}),
     )
     .await;
-    put("Practitioner", "nurse", json!({"resourceType": "Practitioner", "id": "nurse", "active": true})).await;
-    put(
-        "PractitionerRole",
-        "role-nurse",
+    app.seed(PARTNERSHIP, json!({"resourceType": "Practitioner", "id": "nurse", "active": true})).await;
+    app.seed(
+        PARTNERSHIP,
         json!({"resourceType": "PractitionerRole", "id": "role-nurse", "active": true,
                "practitioner": {"reference": "Practitioner/nurse"},
                "organization": {"reference": "Organization/hospital-ed"},
@@ -59,8 +50,8 @@ async fn seed_staff(app: &TestApp) {
                "extension": [{"url": BREAK_GLASS_EXTENSION, "valueBoolean": true}]}),
     )
     .await;
-    put("Practitioner", "retired", json!({"resourceType": "Practitioner", "id": "retired", "active": false})).await;
-    put("Practitioner", "no-role", json!({"resourceType": "Practitioner", "id": "no-role"})).await;
+    app.seed(PARTNERSHIP, json!({"resourceType": "Practitioner", "id": "retired", "active": false})).await;
+    app.seed(PARTNERSHIP, json!({"resourceType": "Practitioner", "id": "no-role"})).await;
 }
 
 #[tokio::test]
@@ -207,7 +198,7 @@ async fn a_partner_system_exchanges_a_signed_assertion_for_a_system_token() {
             {"url": "jwks", "valueString": json!({"keys": [client_key.public_jwk()]}).to_string()},
             {"url": "scope", "valueString": "system/Patient.cruds system/Encounter.cruds"}]}]
     });
-    app.record.update(&Caller { custodian: PARTNERSHIP.into() }, "Device", "ed-feed", device, None).await.unwrap();
+    app.seed(PARTNERSHIP, device).await;
 
     let endpoint = format!("{BASE}/auth/token");
     let assertion = |jti: &str, key: &SigningKey, client: &str| {

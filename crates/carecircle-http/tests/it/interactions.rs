@@ -28,29 +28,18 @@ async fn create_assigns_an_id_and_answers_with_location_and_etag() {
 #[tokio::test]
 async fn every_write_records_its_custodian() {
     let app = TestApp::new().await;
+    app.seed_partner("gp-ashgrove", "primary-care").await;
     let by_default = app.post("/Patient", &patient("A", "B", "1990-01-01", "1")).await;
     assert_eq!(by_default.body["meta"]["source"], "Organization/partnership");
-    // The administrator loads data on behalf of a partner by naming it.
-    let admin = format!("Bearer {}", app.admin_token());
-    let by_header = app
-        .request(
-            Method::POST,
-            "/Patient",
-            &[("x-custodian", "Organization/gp-ashgrove"), ("authorization", admin.as_str())],
-            Some(patient("C", "D", "1990-01-01", "2").to_string()),
-        )
+    // A partner's system writes as its organisation.
+    let gp = TestApp::bearer(&app.token(TestApp::system_request("Organization/gp-ashgrove")));
+    let by_gp = app
+        .request(Method::POST, "/Patient", &[("authorization", gp.as_str())], Some(patient("C", "D", "1990-01-01", "2").to_string()))
         .await;
-    assert_eq!(by_header.body["meta"]["source"], "Organization/gp-ashgrove");
-    let refused = app
-        .request(
-            Method::POST,
-            "/Patient",
-            &[("x-custodian", "Practitioner/1"), ("authorization", admin.as_str())],
-            Some(patient("E", "F", "1990-01-01", "3").to_string()),
-        )
-        .await;
-    assert_outcome(&refused, StatusCode::BAD_REQUEST, Some("X-Custodian"), "custodian");
-    // Anyone else writes as their own organisation and cannot name another.
+    assert_eq!(by_gp.status, StatusCode::CREATED, "{}", by_gp.text);
+    assert_eq!(by_gp.body["meta"]["source"], "Organization/gp-ashgrove");
+    // Nobody but the administrator may name another custodian, and the administrator only
+    // with a real Organization reference.
     let impostor = app
         .request(
             Method::POST,
@@ -60,23 +49,31 @@ async fn every_write_records_its_custodian() {
         )
         .await;
     assert_outcome(&impostor, StatusCode::FORBIDDEN, Some("X-Custodian"), "own organisation");
-    assert_eq!(app.count("Patient").await, 2);
+    let admin = TestApp::bearer(&app.admin_token());
+    let refused = app
+        .request(
+            Method::POST,
+            "/Patient",
+            &[("x-custodian", "Practitioner/1"), ("authorization", admin.as_str())],
+            Some(patient("E", "F", "1990-01-01", "3").to_string()),
+        )
+        .await;
+    assert_outcome(&refused, StatusCode::BAD_REQUEST, Some("X-Custodian"), "custodian");
+    assert_eq!(app.count("Patient").await, 1, "the partnership sees its own Patient only");
 
-    let listed = app.get("/Patient?_source=Organization/gp-ashgrove").await;
+    let listed = app.request(Method::GET, "/Patient?_source=Organization/gp-ashgrove", &[("authorization", gp.as_str())], None).await;
     assert_eq!(listed.body["total"], 1);
     assert_eq!(listed.body["entry"][0]["resource"]["name"][0]["family"], "C");
-    // A partner's data exported as that partner's alone.
-    app.put(
-        "/Organization/gp-ashgrove",
-        &json!({"resourceType": "Organization", "id": "gp-ashgrove", "name": "Ashgrove"}),
-    )
-    .await;
-    let export = app.get("/Organization/gp-ashgrove/$custodian-export").await;
-    assert_eq!(export.status, StatusCode::OK);
+    // A partner's data exported as that partner's alone, by the partner itself.
+    let export = app.request(Method::GET, "/Organization/gp-ashgrove/$custodian-export", &[("authorization", gp.as_str())], None).await;
+    assert_eq!(export.status, StatusCode::OK, "{}", export.text);
     assert_eq!(export.headers["content-type"], "application/fhir+ndjson");
     let lines: Vec<serde_json::Value> = export.text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 1);
     assert!(lines.iter().all(|r| r["meta"]["source"] == "Organization/gp-ashgrove"));
+    // Another partner may not export it.
+    let other = app.get("/Organization/gp-ashgrove/$custodian-export").await;
+    assert_outcome(&other, StatusCode::FORBIDDEN, None, "only the partner itself");
 }
 
 #[tokio::test]

@@ -16,7 +16,10 @@ use axum::Router;
 use carecircle_auth::{SigningKey, TokenRequest, DEV_ISSUER};
 use carecircle_http::auth::AuthConfig;
 use carecircle_http::{router, HttpConfig, DEFAULT_MAX_BODY_BYTES};
-use carecircle_record::{Caller, Record};
+use carecircle_access::engine::Scheme;
+use carecircle_access::ConsentModel;
+use carecircle_audit_store::{load_or_create_signer, AuditLog, AuditLogConfig, AuditStore};
+use carecircle_record::{Caller, Guard, PolicyAccess, Record};
 use carecircle_store::Store;
 use carecircle_store_sqlite::SqliteStore;
 use http_body_util::BodyExt;
@@ -25,6 +28,9 @@ use tower::ServiceExt;
 
 /// The base URL the test apps believe they are served at.
 pub const BASE: &str = "http://carecircle.test/fhir";
+
+/// The code system of partner sectors.
+pub const SECTOR: &str = "https://carecircle.example.org/fhir/CodeSystem/partner-sector";
 
 /// The partner every test app knows and writes as by default.
 pub const PARTNERSHIP: &str = "Organization/partnership";
@@ -56,18 +62,25 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open_dir(dir.path()).expect("open store");
         store.migrate().await.expect("migrate");
-        let record = Record::new(Arc::new(store));
+        let store: Arc<dyn Store> = Arc::new(store);
+        let unguarded = Record::new(store.clone());
         let partnership = Caller { custodian: PARTNERSHIP.into() };
-        record
+        unguarded
             .update(
                 &partnership,
                 "Organization",
                 "partnership",
-                serde_json::json!({"resourceType": "Organization", "id": "partnership", "name": "The partnership"}),
+                serde_json::json!({"resourceType": "Organization", "id": "partnership", "name": "The partnership",
+                    "type": [{"coding": [{"system": SECTOR, "code": "acute"}]}]}),
                 None,
             )
             .await
             .expect("seed the partnership");
+        let audit_store = AuditStore::open_sqlite_dir(dir.path()).await.expect("audit store");
+        let signer = load_or_create_signer(&dir.path().join("audit.key"), "carecircle.test/audit").expect("audit key");
+        let audit = AuditLog::start(audit_store, signer, AuditLogConfig::default());
+        let access = PolicyAccess::load(unguarded.clone(), Scheme::new(ConsentModel::OptOut), true).await.expect("access");
+        let record = Record::with_guard(store, Guard { access: Arc::new(access), audit: Arc::new(audit) });
         let config = HttpConfig { base_url: BASE.into(), max_body_bytes, default_custodian: partnership };
         carecircle_http::init_metrics();
         let dev_key = SigningKey::generate();
@@ -78,6 +91,35 @@ impl TestApp {
 
     fn mint_with(key: &SigningKey, request: TokenRequest) -> String {
         request.mint(key, DEV_ISSUER, BASE).expect("mint a token")
+    }
+
+    /// Stores a resource directly (as the partnership), as set-up data a test needs; the access
+    /// decision learns of it as it would of any write.
+    pub async fn seed(&self, custodian: &str, body: Value) {
+        let resource_type = body["resourceType"].as_str().expect("resourceType").to_string();
+        let id = body["id"].as_str().expect("id").to_string();
+        self.record
+            .update(&Caller { custodian: custodian.into() }, &resource_type, &id, body.clone(), None)
+            .await
+            .expect("seed");
+        if let Some(guard) = self.record.guard() {
+            guard.access.after_write(&resource_type, Some(&body)).await;
+        }
+    }
+
+    /// A registered partner organisation of `sector`.
+    pub async fn seed_partner(&self, id: &str, sector: &str) {
+        self.seed(
+            PARTNERSHIP,
+            serde_json::json!({"resourceType": "Organization", "id": id, "name": id,
+                               "type": [{"coding": [{"system": SECTOR, "code": sector}]}]}),
+        )
+        .await;
+    }
+
+    /// A bearer header value for `token`.
+    pub fn bearer(token: &str) -> String {
+        format!("Bearer {token}")
     }
 
     /// What a partner system's token carries.

@@ -147,15 +147,18 @@ async fn unknown_parameters_are_refused_unless_lenient() {
 #[tokio::test]
 async fn system_search_filters_by_custodian() {
     let app = seeded().await;
-    let admin = format!("Bearer {}", app.admin_token());
-    app.request(
-        Method::PUT,
-        "/Patient/hx",
-        &[("x-custodian", "Organization/hospital"), ("authorization", admin.as_str())],
-        Some(json!({"resourceType": "Patient", "id": "hx"}).to_string()),
-    )
-    .await;
-    let listed = app.get("/?_source=Organization/hospital").await;
+    app.seed_partner("hospital", "acute").await;
+    let hospital = TestApp::bearer(&app.token(TestApp::system_request("Organization/hospital")));
+    let stored = app
+        .request(
+            Method::PUT,
+            "/Patient/hx",
+            &[("authorization", hospital.as_str())],
+            Some(json!({"resourceType": "Patient", "id": "hx"}).to_string()),
+        )
+        .await;
+    assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.text);
+    let listed = app.request(Method::GET, "/?_source=Organization/hospital", &[("authorization", hospital.as_str())], None).await;
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
     assert_eq!(ids(&listed.body, "match"), ["Patient/hx"]);
     assert_outcome(
