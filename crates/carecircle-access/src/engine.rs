@@ -364,14 +364,14 @@ impl AccessEngine {
 
     /// Decide one request for the person whose consents are `consent`.
     pub fn decide(&self, request: &AccessRequest, consent: &PersonConsent) -> Decision {
-        self.evaluate(request, consent).decision
+        self.evaluate(request, consent, false).decision
     }
 
     /// A human-readable account of [`AccessEngine::decide`] for a governance lead: the
     /// policies considered and which matched, the agreement clauses, the consent provision,
     /// and the agreements between the two organisations that are not in force.
     pub fn explain(&self, request: &AccessRequest, consent: &PersonConsent) -> String {
-        let evaluation = self.evaluate(request, consent);
+        let evaluation = self.evaluate(request, consent, true);
         let mut out = String::new();
         let d = &evaluation.decision;
         let effect = match d.effect {
@@ -454,7 +454,8 @@ impl AccessEngine {
         out
     }
 
-    fn evaluate(&self, request: &AccessRequest, consent: &PersonConsent) -> Evaluation {
+    /// `explaining`: also list the policies considered (only explanations need them).
+    fn evaluate(&self, request: &AccessRequest, consent: &PersonConsent, explaining: bool) -> Evaluation {
         let who = &request.who;
         let break_glass = request.break_glass_reason.is_some();
         let Some((user_org, user_partner)) = self.partner_of(&who.organisation_id) else {
@@ -601,7 +602,8 @@ impl AccessEngine {
             }
         }
 
-        let considered: Vec<String> = set.policies().map(|p| p.id().to_string()).collect();
+        let considered: Vec<String> =
+            if explaining { set.policies().map(|p| p.id().to_string()).collect() } else { Vec::new() };
         Evaluation {
             decision: Decision { effect, reasons, break_glass, withheld_labels: withheld.to_vec() },
             considered,

@@ -10,6 +10,9 @@ use serde_json::{json, Value};
 
 use crate::fixture::agreement_specs;
 
+/// One edit that breaks a resource.
+type Edit = Box<dyn FnOnce(&mut Value)>;
+
 fn contract() -> Value {
     AgreementSpec::active(
         "dsa-p",
@@ -54,7 +57,7 @@ fn a_good_contract_parses_into_its_clauses() {
 
 #[test]
 fn bad_contracts_are_located() {
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+    let cases: Vec<(&str, Edit, &str)> = vec![
         ("wrong type", Box::new(|c| c["resourceType"] = json!("Consent")), "Contract"),
         (
             "no status",
@@ -76,7 +79,9 @@ fn bad_contracts_are_located() {
         (
             "one party",
             Box::new(|c| {
-                c["extension"].as_array_mut().map(|a| a.truncate(1));
+                if let Some(a) = c["extension"].as_array_mut() {
+                    a.truncate(1)
+                }
             }),
             "Contract.extension",
         ),
@@ -116,7 +121,9 @@ fn bad_contracts_are_located() {
         (
             "no Art 9 condition on an active agreement",
             Box::new(|c| {
-                c["term"][1]["action"][0]["reasonCode"].as_array_mut().map(|a| a.truncate(1));
+                if let Some(a) = c["term"][1]["action"][0]["reasonCode"].as_array_mut() {
+                    a.truncate(1)
+                }
             }),
             "Contract.term[1].action[0].reasonCode",
         ),
@@ -195,7 +202,7 @@ fn a_good_consent_parses_with_its_provisions() {
 #[test]
 fn bad_consents_are_located() {
     let staff = || consent_spec().recorded_by_staff("Practitioner/prac-vale-mh-trust-01", "doc-form-1").to_resource();
-    let cases: Vec<(&str, Value, Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+    let cases: Vec<(&str, Value, Edit, &str)> = vec![
         (
             "wrong scope",
             consent_spec().to_resource(),
