@@ -20,7 +20,7 @@ use carecircle_audit_store::{AuditLog, AuditLogConfig, AuditStore};
 fn record(i: u64) -> AuditRecord {
     AuditRecord {
         recorded_ms: 1_700_000_000_000 + i as i64,
-        action: if i % 5 == 0 { AuditAction::Search } else { AuditAction::Read },
+        action: if i.rem_euclid(5) == 0 { AuditAction::Search } else { AuditAction::Read },
         outcome: AuditOutcome::Success,
         agent: AuditAgent {
             user_id: format!("user-{}", i % 5_000),
@@ -29,9 +29,9 @@ fn record(i: u64) -> AuditRecord {
             role: Some("care-coordinator".into()),
         },
         purpose_of_use: Some("TREAT".into()),
-        break_glass: i % 1000 == 0,
+        break_glass: i.rem_euclid(1000) == 0,
         break_glass_reason: None,
-        in_care_relationship: Some(i % 50 != 0),
+        in_care_relationship: Some(i.rem_euclid(50) != 0),
         entity: Some(AuditEntity {
             resource_type: "Observation".into(),
             id: format!("{:08x}-1c2d-4e5f-8a9b-{:012x}", i, i * 7),
@@ -67,7 +67,9 @@ async fn open(backend: &str, dir: Option<PathBuf>) -> Target {
             Target { store, schema: Some(schema), _dir: None }
         }
         _ => match dir {
-            Some(dir) => Target { store: AuditStore::open_sqlite_dir(&dir).await.expect("open"), schema: None, _dir: None },
+            Some(dir) => {
+                Target { store: AuditStore::open_sqlite_dir(&dir).await.expect("open"), schema: None, _dir: None }
+            }
             None => {
                 let temp = tempfile::tempdir().expect("temp dir");
                 let store = AuditStore::open_sqlite_dir(temp.path()).await.expect("open");
@@ -86,11 +88,7 @@ async fn drop_schema(target: &Target) {
 }
 
 fn config() -> AuditLogConfig {
-    AuditLogConfig {
-        checkpoint_every_entries: 100_000,
-        checkpoint_interval: Duration::from_secs(1),
-        max_batch: 20_000,
-    }
+    AuditLogConfig { checkpoint_every_entries: 100_000, checkpoint_interval: Duration::from_secs(1), max_batch: 20_000 }
 }
 
 async fn append(backend: &str, entries: u64, tasks: u64, per_call: u64) {
@@ -159,7 +157,13 @@ async fn verify(backend: &str, entries: u64, dir: Option<PathBuf>) {
     );
     let started = Instant::now();
     let proof = target.store.inclusion_proof(report.count / 3, report.count).await.expect("proof");
-    println!("inclusion proof of entry {} in {}: {} hashes in {:?}", proof.seq, proof.tree_size, proof.hashes.len(), started.elapsed());
+    println!(
+        "inclusion proof of entry {} in {}: {} hashes in {:?}",
+        proof.seq,
+        proof.tree_size,
+        proof.hashes.len(),
+        started.elapsed()
+    );
     drop_schema(&target).await;
 }
 
