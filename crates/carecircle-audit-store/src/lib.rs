@@ -414,6 +414,7 @@ async fn write_loop(
         let mut appenders: Vec<(usize, AppendReply)> = Vec::new();
         let mut checkpointers = Vec::new();
         let mut next = Some(first);
+        let mut yields = 0;
         while let Some(command) = next.take() {
             match command {
                 Command::Append { records: mut more, reply } => {
@@ -424,6 +425,13 @@ async fn write_loop(
             }
             if records.len() < config.max_batch {
                 next = receiver.try_recv().ok();
+                if next.is_none() && yields < 2 {
+                    // Callers answered by the previous commit may be about to send again: give
+                    // them a moment so one commit carries them all.
+                    yields += 1;
+                    tokio::task::yield_now().await;
+                    next = receiver.try_recv().ok();
+                }
             }
         }
         let result = backend.append(Arc::new(records), sealer.clone(), !checkpointers.is_empty()).await;
