@@ -401,6 +401,7 @@ mod tests {
         assert_eq!(compare_street(&home, &at("14 high st", "", "")), 1);
         assert_eq!(compare_street(&home, &at("14 High Stret", "", "")), 2);
         assert_eq!(compare_street(&home, &at("3 Mill Lane", "", "")), 4);
+        assert_eq!(compare_street(&home, &at("High Street", "", "")), 1, "the house number is compared apart");
         assert_eq!(compare_city(&home, &at("", "Leds", "")), 2);
         assert_eq!(compare_city(&home, &at("", "York", "")), 3);
         assert_eq!(compare_postcode(&home, &at("", "", "ls14ab")), 1);

@@ -99,11 +99,21 @@ impl Features {
         let given = given_words.first().cloned().unwrap_or_default();
         let middle = given_words.get(1..).map(|rest| rest.join(" ")).unwrap_or_default();
         let family = record.family_name.as_deref().map(name_words).unwrap_or_default().concat();
-        let street = record
-            .address
-            .as_deref()
-            .map(|address| fold_text(address).split(' ').map(expand_street_word).collect::<Vec<_>>().join(" "))
-            .unwrap_or_default();
+        // A leading number in the address is the house number ("14 High St" and house 14,
+        // "High Street" agree) when the partner keeps no separate house number.
+        let mut house_number = folded(&record.house_number);
+        let mut street_words: Vec<&str> = Vec::new();
+        let folded_address = record.address.as_deref().map(fold_text).unwrap_or_default();
+        for (index, word) in folded_address.split(' ').filter(|word| !word.is_empty()).enumerate() {
+            if index == 0 && word.starts_with(|c: char| c.is_ascii_digit()) {
+                if house_number.is_empty() {
+                    house_number = word.into();
+                }
+                continue;
+            }
+            street_words.push(expand_street_word(word));
+        }
+        let street = street_words.join(" ");
         let postcode = record.postcode.as_deref().and_then(normalise_postcode);
         let national_id = record.national_id.as_deref().and_then(normalise_national_id).unwrap_or_default();
         let national_id_valid = is_valid_nhs_number(&national_id);
@@ -116,7 +126,7 @@ impl Features {
             family: family.into_boxed_str(),
             birth_date: record.birth_date,
             sex: record.sex,
-            house_number: folded(&record.house_number),
+            house_number,
             street: street.into_boxed_str(),
             city: folded(&record.city),
             outward: postcode.as_ref().and_then(|p| p.outward.clone()).unwrap_or_default().into_boxed_str(),
@@ -148,7 +158,8 @@ mod tests {
         assert_eq!(&*features.given, "joseph");
         assert_eq!(&*features.middle, "patrick");
         assert_eq!(&*features.family, "obriensmyth");
-        assert_eq!(&*features.street, "14 high street");
+        assert_eq!(&*features.street, "high street");
+        assert_eq!(&*features.house_number, "14");
         assert_eq!((&*features.postcode, &*features.outward), ("SW1A1AA", "SW1A"));
         assert!(features.national_id_verified);
         assert!(!features.given_groups.is_empty());

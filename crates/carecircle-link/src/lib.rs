@@ -13,7 +13,7 @@ pub mod compare;
 pub mod evaluate;
 pub mod features;
 pub mod ids;
-
+pub mod index;
 pub mod mapping;
 pub mod model;
 pub mod nicknames;
@@ -24,8 +24,8 @@ pub mod run;
 pub use cluster::{Decision, ReviewDecisions};
 pub use evaluate::{pairwise_quality, PairwiseQuality};
 pub use ids::{assign_person_ids, PersonId};
-
-pub use mapping::{read_records, Mapping, MappingError, ReadError, RecordSet, RowIssue};
+pub use index::{Grade, LinkIndex, PersonCandidate, UpsertOutcome};
+pub use mapping::{read_column, read_records, write_person_ids, Mapping, MappingError, ReadError, RecordSet, RowIssue};
 pub use model::{Model, ModelError};
 pub use record::{BirthDate, RecordKey, Sex, SourceRecord};
-pub use run::{link, LinkError, LinkOptions, LinkResult, Progress};
+pub use run::{link, LinkError, LinkOptions, LinkResult, NoProgress, Progress, ReviewPair};

@@ -260,6 +260,38 @@ pub fn read_records(mapping: &Mapping, default_source: &str, reader: impl Read) 
     Ok(set)
 }
 
+/// Reads one column of a CSV as it is (trimmed, blanks as `None`), one value per data row, in
+/// the order [`read_records`] returns records. Used for a truth column in evaluations.
+pub fn read_column(mapping: &Mapping, reader: impl Read, column: &str) -> Result<Vec<Option<String>>, ReadError> {
+    let delimiter = mapping.delimiter.unwrap_or(',');
+    let mut csv_reader = csv::ReaderBuilder::new().delimiter(delimiter as u8).trim(csv::Trim::All).from_reader(reader);
+    let headers = csv_reader.headers().map_err(|source| ReadError::Csv { row: 1, source })?.clone();
+    let index = headers
+        .iter()
+        .position(|header| header == column)
+        .ok_or_else(|| ReadError::MissingColumn { key: "truth", column: column.to_string() })?;
+    let mut values = Vec::new();
+    for row in csv_reader.records() {
+        let row = row.map_err(|source| ReadError::Csv { row: source.position().map_or(0, |p| p.line()), source })?;
+        values.push(row.get(index).filter(|value| !value.is_empty()).map(str::to_string));
+    }
+    Ok(values)
+}
+
+/// Writes `source,record_id,person_id` rows with a header.
+pub fn write_person_ids<'a>(
+    writer: impl std::io::Write,
+    rows: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
+) -> Result<(), csv::Error> {
+    let mut csv_writer = csv::Writer::from_writer(writer);
+    csv_writer.write_record(["source", "record_id", "person_id"])?;
+    for (source, record_id, person_id) in rows {
+        csv_writer.write_record([source, record_id, person_id])?;
+    }
+    csv_writer.flush()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
