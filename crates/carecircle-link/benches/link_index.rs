@@ -11,10 +11,30 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const GIVEN: &[&str] = &[
-    "joseph", "mary", "ahmed", "olga", "pierre", "priya", "sean", "amara", "tomasz", "li", "william", "elizabeth",
-    "john", "sarah", "david", "fatima", "james", "emma", "mohammed", "grace",
+    "joseph",
+    "mary",
+    "ahmed",
+    "olga",
+    "pierre",
+    "priya",
+    "sean",
+    "amara",
+    "tomasz",
+    "li",
+    "william",
+    "elizabeth",
+    "john",
+    "sarah",
+    "david",
+    "fatima",
+    "james",
+    "emma",
+    "mohammed",
+    "grace",
 ];
-const SYLLABLES: &[&str] = &["ash", "bar", "brook", "dale", "den", "field", "ford", "ham", "ley", "mor", "ston", "wick", "worth", "ton", "wood"];
+const SYLLABLES: &[&str] = &[
+    "ash", "bar", "brook", "dale", "den", "field", "ford", "ham", "ley", "mor", "ston", "wick", "worth", "ton", "wood",
+];
 
 fn record(rng: &mut ChaCha8Rng, id: usize) -> SourceRecord {
     let family: String = (0..3).map(|_| SYLLABLES[rng.random_range(0..SYLLABLES.len())]).collect();
@@ -36,7 +56,9 @@ fn index_and_queries() -> (LinkIndex, Vec<SourceRecord>) {
     let sample: Vec<SourceRecord> = (0..20_000).map(|id| record(&mut rng, id)).collect();
     let features: Vec<Features> = sample.iter().map(Features::of).collect();
     let candidate_levels: Vec<u64> = (0..features.len() - 1)
-        .map(|i| carecircle_link::compare::pack_levels(&carecircle_link::compare::compare(&features[i], &features[i + 1])))
+        .map(|i| {
+            carecircle_link::compare::pack_levels(&carecircle_link::compare::compare(&features[i], &features[i + 1]))
+        })
         .collect();
     let model = Model::train(&features, &candidate_levels, &Default::default()).expect("training on 20,000 records");
     let mut index = LinkIndex::new(model);

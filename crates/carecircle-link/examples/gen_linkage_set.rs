@@ -15,16 +15,117 @@ use rand_chacha::ChaCha8Rng;
 
 const NICKNAMES: &str = include_str!("../data/nicknames.csv");
 const COMMON_SURNAMES: &[&str] = &[
-    "smith", "jones", "williams", "taylor", "brown", "davies", "evans", "wilson", "thomas", "johnson", "roberts",
-    "robinson", "thompson", "wright", "walker", "white", "edwards", "hughes", "green", "hall", "lewis", "harris",
-    "clarke", "patel", "jackson", "wood", "turner", "martin", "cooper", "hill", "ward", "morris", "moore", "clark",
-    "lee", "king", "baker", "harrison", "morgan", "allen", "james", "scott", "phillips", "watson", "davis", "parker",
-    "price", "bennett", "young", "griffiths", "mitchell", "kelly", "cook", "carter", "richardson", "bailey", "collins",
-    "bell", "shaw", "murphy", "miller", "cox", "richards", "khan", "marshall", "anderson", "simpson", "ellis",
-    "adams", "singh", "begum", "wilkinson", "foster", "chapman", "powell", "webb", "rogers", "gray", "mason", "ali",
-    "hunt", "hussain", "campbell", "matthews", "owen", "palmer", "holmes", "mills", "barnes", "knight", "lloyd",
-    "butler", "russell", "barker", "fisher", "stevens", "jenkins", "murray", "dixon", "harvey", "okafor", "nowak",
-    "kowalski", "obrien", "mcdonald", "fernandes", "nguyen", "chen", "ahmed", "oconnor", "graham",
+    "smith",
+    "jones",
+    "williams",
+    "taylor",
+    "brown",
+    "davies",
+    "evans",
+    "wilson",
+    "thomas",
+    "johnson",
+    "roberts",
+    "robinson",
+    "thompson",
+    "wright",
+    "walker",
+    "white",
+    "edwards",
+    "hughes",
+    "green",
+    "hall",
+    "lewis",
+    "harris",
+    "clarke",
+    "patel",
+    "jackson",
+    "wood",
+    "turner",
+    "martin",
+    "cooper",
+    "hill",
+    "ward",
+    "morris",
+    "moore",
+    "clark",
+    "lee",
+    "king",
+    "baker",
+    "harrison",
+    "morgan",
+    "allen",
+    "james",
+    "scott",
+    "phillips",
+    "watson",
+    "davis",
+    "parker",
+    "price",
+    "bennett",
+    "young",
+    "griffiths",
+    "mitchell",
+    "kelly",
+    "cook",
+    "carter",
+    "richardson",
+    "bailey",
+    "collins",
+    "bell",
+    "shaw",
+    "murphy",
+    "miller",
+    "cox",
+    "richards",
+    "khan",
+    "marshall",
+    "anderson",
+    "simpson",
+    "ellis",
+    "adams",
+    "singh",
+    "begum",
+    "wilkinson",
+    "foster",
+    "chapman",
+    "powell",
+    "webb",
+    "rogers",
+    "gray",
+    "mason",
+    "ali",
+    "hunt",
+    "hussain",
+    "campbell",
+    "matthews",
+    "owen",
+    "palmer",
+    "holmes",
+    "mills",
+    "barnes",
+    "knight",
+    "lloyd",
+    "butler",
+    "russell",
+    "barker",
+    "fisher",
+    "stevens",
+    "jenkins",
+    "murray",
+    "dixon",
+    "harvey",
+    "okafor",
+    "nowak",
+    "kowalski",
+    "obrien",
+    "mcdonald",
+    "fernandes",
+    "nguyen",
+    "chen",
+    "ahmed",
+    "oconnor",
+    "graham",
 ];
 const SYLLABLES: &[&str] = &[
     "ash", "bar", "ber", "bright", "brook", "burn", "cal", "car", "chester", "dale", "den", "dun", "ell", "far",
@@ -33,13 +134,33 @@ const SYLLABLES: &[&str] = &[
     "well", "wick", "win", "wor", "worth", "ing", "by", "thorpe", "wood", "shaw",
 ];
 const STREET_TYPES: &[(&str, &str)] = &[
-    ("street", "st"), ("road", "rd"), ("avenue", "ave"), ("lane", "ln"), ("close", "cl"), ("drive", "dr"),
-    ("crescent", "cres"), ("gardens", "gdns"), ("way", "way"), ("terrace", "tce"),
+    ("street", "st"),
+    ("road", "rd"),
+    ("avenue", "ave"),
+    ("lane", "ln"),
+    ("close", "cl"),
+    ("drive", "dr"),
+    ("crescent", "cres"),
+    ("gardens", "gdns"),
+    ("way", "way"),
+    ("terrace", "tce"),
 ];
 const TOWNS: &[(&str, &str)] = &[
-    ("Leeds", "LS"), ("Bradford", "BD"), ("Wakefield", "WF"), ("Huddersfield", "HD"), ("Halifax", "HX"),
-    ("York", "YO"), ("Harrogate", "HG"), ("Sheffield", "S"), ("Doncaster", "DN"), ("Manchester", "M"),
-    ("Oldham", "OL"), ("Bolton", "BL"), ("Stockport", "SK"), ("Wigan", "WN"), ("Preston", "PR"),
+    ("Leeds", "LS"),
+    ("Bradford", "BD"),
+    ("Wakefield", "WF"),
+    ("Huddersfield", "HD"),
+    ("Halifax", "HX"),
+    ("York", "YO"),
+    ("Harrogate", "HG"),
+    ("Sheffield", "S"),
+    ("Doncaster", "DN"),
+    ("Manchester", "M"),
+    ("Oldham", "OL"),
+    ("Bolton", "BL"),
+    ("Stockport", "SK"),
+    ("Wigan", "WN"),
+    ("Preston", "PR"),
 ];
 
 struct Args {
@@ -209,12 +330,16 @@ fn main() -> std::io::Result<()> {
         }
     }
 
-    let open = |name: &str| -> std::io::Result<BufWriter<File>> { Ok(BufWriter::new(File::create(args.out.join(name))?)) };
+    let open =
+        |name: &str| -> std::io::Result<BufWriter<File>> { Ok(BufWriter::new(File::create(args.out.join(name))?)) };
     let mut gp = open("gp.csv")?;
     let mut hospital = open("hospital.csv")?;
     let mut police = open("police.csv")?;
     let mut housing = open("housing.csv")?;
-    writeln!(gp, "patient_id,forename,surname,dob,sex,nhs_number,nhs_verified,address_line1,town,postcode,phone,truth")?;
+    writeln!(
+        gp,
+        "patient_id,forename,surname,dob,sex,nhs_number,nhs_verified,address_line1,town,postcode,phone,truth"
+    )?;
     writeln!(hospital, "mrn,first_name,last_name,birth_date,gender,nhs_no,house_no,street,city,post_code,truth")?;
     writeln!(police, "ref,name_given,name_family,dob,address,postcode,truth")?;
     writeln!(housing, "tenant_id,forenames,surname,date_of_birth,telephone,address,town,postcode,truth")?;
@@ -308,7 +433,11 @@ fn main() -> std::io::Result<()> {
                 1 => {
                     let dob = if missing_date { String::new() } else { format!("{year}-{month:02}-{day:02}") };
                     let nhs = if rng.random_bool(0.8) {
-                        if rng.random_bool(0.02) { typo(&mut rng, &person.nhs) } else { person.nhs.clone() }
+                        if rng.random_bool(0.02) {
+                            typo(&mut rng, &person.nhs)
+                        } else {
+                            person.nhs.clone()
+                        }
                     } else {
                         String::new()
                     };
@@ -321,12 +450,20 @@ fn main() -> std::io::Result<()> {
                     )?;
                 }
                 2 => {
-                    let dob = if missing_date { String::new() } else { format!("{day:02}-{month:02}-{:02}", year % 100) };
-                    writeln!(police, "P/{},{first},{},{dob},\"{}, {street}\",{postcode},{truth}", counters[2], last.to_uppercase(), home.number)?;
+                    let dob =
+                        if missing_date { String::new() } else { format!("{day:02}-{month:02}-{:02}", year % 100) };
+                    writeln!(
+                        police,
+                        "P/{},{first},{},{dob},\"{}, {street}\",{postcode},{truth}",
+                        counters[2],
+                        last.to_uppercase(),
+                        home.number
+                    )?;
                 }
                 _ => {
                     let dob = if missing_date { String::new() } else { format!("{day:02}.{month:02}.{year}") };
-                    let phone = if rng.random_bool(0.7) { format!("+44 {}", &person.phone[1..]) } else { String::new() };
+                    let phone =
+                        if rng.random_bool(0.7) { format!("+44 {}", &person.phone[1..]) } else { String::new() };
                     writeln!(
                         housing,
                         "T-{},{},{last},{dob},{phone},{} {street},{town},{postcode},{truth}",

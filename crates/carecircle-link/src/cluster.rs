@@ -114,7 +114,8 @@ impl<'a> Clusters<'a> {
                 return true;
             }
         }
-        let (small, other) = if self.members[a as usize].len() <= self.members[b as usize].len() { (a, b) } else { (b, a) };
+        let (small, other) =
+            if self.members[a as usize].len() <= self.members[b as usize].len() { (a, b) } else { (b, a) };
         let partners: Vec<u32> = self.members[small as usize]
             .iter()
             .filter_map(|member| self.keep_apart.get(member))
@@ -125,7 +126,8 @@ impl<'a> Clusters<'a> {
     }
 
     fn merge(&mut self, a: u32, b: u32) {
-        let (keep, gone) = if self.members[a as usize].len() >= self.members[b as usize].len() { (a, b) } else { (b, a) };
+        let (keep, gone) =
+            if self.members[a as usize].len() >= self.members[b as usize].len() { (a, b) } else { (b, a) };
         self.parent[gone as usize] = keep;
         let moved = std::mem::take(&mut self.members[gone as usize]);
         self.members[keep as usize].extend(moved);
@@ -201,7 +203,13 @@ pub fn cluster(input: &ClusterInput<'_>, probability: impl Fn(u32, u32) -> f64) 
 mod tests {
     use super::*;
 
-    fn run(n: usize, edges: &[(u32, u32, f64)], verified: &[Option<&str>], forced: &[(u32, u32)], apart: &[(u32, u32)]) -> Vec<u32> {
+    fn run(
+        n: usize,
+        edges: &[(u32, u32, f64)],
+        verified: &[Option<&str>],
+        forced: &[(u32, u32)],
+        apart: &[(u32, u32)],
+    ) -> Vec<u32> {
         let input = ClusterInput {
             n_records: n,
             verified_ids: verified,

@@ -129,13 +129,14 @@ pub fn compare_family(a: &Features, b: &Features) -> u8 {
     if x == y {
         return 1;
     }
-    if one_edit_apart(x, y) || jaro_winkler(x, y) >= 0.92 {
+    let similarity = jaro_winkler(x, y);
+    if similarity >= 0.92 || one_edit_apart(x, y) {
         return 2;
     }
     if phonetic_match(a.family_phonetic, b.family_phonetic) {
         return 3;
     }
-    if jaro_winkler(x, y) >= 0.8 {
+    if similarity >= 0.8 {
         return 4;
     }
     5
@@ -150,15 +151,34 @@ pub fn compare_birth_date(a: &Features, b: &Features) -> u8 {
     if x.year == y.year && x.day == y.month && x.month == y.day {
         return 2;
     }
-    let digits_x = format!("{:04}{:02}{:02}", x.year, x.month, x.day);
-    let digits_y = format!("{:04}{:02}{:02}", y.year, y.month, y.day);
-    if osa_distance(&digits_x, &digits_y) <= 1 || (x.day_number() - y.day_number()).abs() <= 1 {
+    if one_digit_apart(date_digits(x), date_digits(y)) || (x.day_number() - y.day_number()).abs() <= 1 {
         return 3;
     }
     if x.year == y.year {
         return 4;
     }
     5
+}
+
+/// The eight digits of YYYYMMDD.
+fn date_digits(date: crate::record::BirthDate) -> [u8; 8] {
+    let mut digits = [0u8; 8];
+    let mut value = (date.year.clamp(0, 9999) as u32) * 10_000 + date.month * 100 + date.day;
+    for digit in digits.iter_mut().rev() {
+        *digit = (value % 10) as u8;
+        value /= 10;
+    }
+    digits
+}
+
+/// Whether two digit strings differ in one position or by one swap of neighbours.
+fn one_digit_apart(a: [u8; 8], b: [u8; 8]) -> bool {
+    let differing: Vec<usize> = (0..8).filter(|&i| a[i] != b[i]).collect();
+    match differing.as_slice() {
+        [_] => true,
+        [i, j] => *j == i + 1 && a[*i] == b[*j] && a[*j] == b[*i],
+        _ => false,
+    }
 }
 
 /// Exact / different on short codes (sex, house number).
@@ -271,7 +291,11 @@ fn names_read_better_swapped(straight: (u8, u8), swapped: (u8, u8)) -> bool {
 pub fn compare(a: &Features, b: &Features) -> Levels {
     let mut levels = [MISSING; N_COMPARISONS];
     let straight = (compare_given(a, b), compare_family(a, b));
-    let (given, family) = if straight.0 <= 1 && straight.1 <= 1 {
+    // Transposition is only worth checking when the initials cross over.
+    let initials_cross = a.given.chars().next().is_some()
+        && a.given.chars().next() == b.family.chars().next()
+        && a.family.chars().next() == b.given.chars().next();
+    let (given, family) = if (straight.0 <= 1 && straight.1 <= 1) || !initials_cross {
         straight
     } else {
         let swapped = swapped_name_levels(a, b);

@@ -169,8 +169,11 @@ mod tests {
 
     #[test]
     fn an_identifier_failing_the_check_is_not_verified() {
-        let record =
-            SourceRecord { national_id: Some("9434765918".into()), national_id_verified: true, ..SourceRecord::default() };
+        let record = SourceRecord {
+            national_id: Some("9434765918".into()),
+            national_id_verified: true,
+            ..SourceRecord::default()
+        };
         assert!(!Features::of(&record).national_id_verified);
     }
 

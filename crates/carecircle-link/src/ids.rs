@@ -36,8 +36,11 @@ fn fnv1a(parts: &[&str]) -> u64 {
 /// The id derived from a cluster's smallest record key (`salt` > 0 only on a collision).
 pub fn derive_person_id(smallest: &RecordKey, salt: u32) -> PersonId {
     let salt_text = salt.to_string();
-    let parts: Vec<&str> =
-        if salt == 0 { vec![&smallest.source, &smallest.local_id] } else { vec![&smallest.source, &smallest.local_id, &salt_text] };
+    let parts: Vec<&str> = if salt == 0 {
+        vec![&smallest.source, &smallest.local_id]
+    } else {
+        vec![&smallest.source, &smallest.local_id, &salt_text]
+    };
     PersonId(format!("P{:016x}", fnv1a(&parts)))
 }
 
@@ -108,7 +111,8 @@ mod tests {
     #[test]
     fn the_larger_part_of_a_split_keeps_the_id() {
         let old = PersonId("P-old".into());
-        let previous: HashMap<RecordKey, PersonId> = [key("1"), key("2"), key("3")].into_iter().map(|k| (k, old.clone())).collect();
+        let previous: HashMap<RecordKey, PersonId> =
+            [key("1"), key("2"), key("3")].into_iter().map(|k| (k, old.clone())).collect();
         let ids = assign_person_ids(&[vec![key("1")], vec![key("2"), key("3")]], &previous);
         assert_eq!(ids[1], old);
         assert_ne!(ids[0], old);

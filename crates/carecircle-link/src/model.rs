@@ -1,7 +1,7 @@
 //! The Fellegi-Sunter model: for every comparison level, m (how often true matches show it) and
-//! u (how often non-matches do). u starts from random record pairs; m, u and the share of matches
-//! among candidate pairs are then estimated by expectation-maximisation on the candidate pairs
-//! (no labelled data). Exact name agreements are adjusted for how common the name is.
+//! u (how often non-matches do). u is estimated from random record pairs; m and the share of
+//! matches among candidate pairs are then estimated by expectation-maximisation on the candidate
+//! pairs with u held fixed (no labelled data). Exact name agreements are adjusted for how common the name is.
 
 use std::collections::HashMap;
 
@@ -111,7 +111,7 @@ pub struct TrainingOptions {
 
 impl Default for TrainingOptions {
     fn default() -> Self {
-        TrainingOptions { n_u_samples: 1_000_000, max_iterations: 100, seed: 0x6361_7265 }
+        TrainingOptions { n_u_samples: 200_000, max_iterations: 100, seed: 0x6361_7265 }
     }
 }
 
@@ -128,7 +128,11 @@ fn smoothed(counts: &[f64]) -> Vec<f64> {
 impl Model {
     /// Trains a model: u from random pairs of `features`, then EM over the comparison patterns of
     /// the candidate pairs (`candidate_levels`, packed by [`pack_levels`]).
-    pub fn train(features: &[Features], candidate_levels: &[u64], options: &TrainingOptions) -> Result<Model, ModelError> {
+    pub fn train(
+        features: &[Features],
+        candidate_levels: &[u64],
+        options: &TrainingOptions,
+    ) -> Result<Model, ModelError> {
         let n = features.len();
         if n < 2 {
             return Err(ModelError::TooFewRecords);
@@ -145,8 +149,9 @@ impl Model {
                 }
             })
             .collect();
-        let random_counts = count_patterns(sample_pairs.par_iter().map(|&(i, j)| pack_levels(&compare(&features[i], &features[j]))));
-        let mut u: Vec<Vec<f64>> = level_counts(&random_counts).iter().map(|counts| smoothed(counts)).collect();
+        let random_counts =
+            count_patterns(sample_pairs.par_iter().map(|&(i, j)| pack_levels(&compare(&features[i], &features[j]))));
+        let u: Vec<Vec<f64>> = level_counts(&random_counts).iter().map(|counts| smoothed(counts)).collect();
         let u_exact_random = [u[field::GIVEN][EXACT as usize], u[field::FAMILY][EXACT as usize]];
 
         // EM over the candidate pairs' patterns.
@@ -173,7 +178,6 @@ impl Model {
             }
             n_iterations += 1;
             let mut match_counts: Vec<Vec<f64>> = COMPARISONS.iter().map(|spec| vec![0.0; spec.levels.len()]).collect();
-            let mut non_match_counts = match_counts.clone();
             let (mut expected_matches, mut total) = (0.0, 0.0);
             for &(pattern, count) in &patterns {
                 let levels = unpack_levels(pattern);
@@ -184,14 +188,12 @@ impl Model {
                 total += count;
                 for (comparison, &level) in levels.iter().enumerate() {
                     match_counts[comparison][level as usize] += posterior * count;
-                    non_match_counts[comparison][level as usize] += (1.0 - posterior) * count;
                 }
             }
             let new_prior = (expected_matches / total).clamp(1e-6, 1.0 - 1e-6);
             let new_m: Vec<Vec<f64>> = match_counts.iter().map(|counts| smoothed(counts)).collect();
-            let new_u: Vec<Vec<f64>> = non_match_counts.iter().map(|counts| smoothed(counts)).collect();
-            let change = (new_prior - prior).abs().max(max_difference(&new_m, &m)).max(max_difference(&new_u, &u));
-            (m, u, prior) = (new_m, new_u, new_prior);
+            let change = (new_prior - prior).abs().max(max_difference(&new_m, &m));
+            (m, prior) = (new_m, new_prior);
             if change < 1e-6 {
                 break;
             }
@@ -202,7 +204,8 @@ impl Model {
     /// Checks a deserialised model has the shape of this version's comparisons.
     pub fn check_shape(&self) -> Result<(), ModelError> {
         let fits = |table: &Vec<Vec<f64>>| {
-            table.len() == N_COMPARISONS && table.iter().zip(COMPARISONS).all(|(row, spec)| row.len() == spec.levels.len())
+            table.len() == N_COMPARISONS
+                && table.iter().zip(COMPARISONS).all(|(row, spec)| row.len() == spec.levels.len())
         };
         if fits(&self.m) && fits(&self.u) {
             Ok(())
@@ -238,7 +241,14 @@ impl Model {
         for (comparison, spec) in COMPARISONS.iter().enumerate() {
             for (level, name) in spec.levels.iter().enumerate().skip(1) {
                 let (m, u) = (self.m[comparison][level], self.u[comparison][level]);
-                text.push_str(&format!("{:<14} {:<24} {:>9.5} {:>9.5} {:>8.2}\n", spec.name, name, m, u, (m / u).log2()));
+                text.push_str(&format!(
+                    "{:<14} {:<24} {:>9.5} {:>9.5} {:>8.2}\n",
+                    spec.name,
+                    name,
+                    m,
+                    u,
+                    (m / u).log2()
+                ));
             }
         }
         text
@@ -307,7 +317,11 @@ mod tests {
             let record = SourceRecord {
                 given_names: Some(given[person % 10].into()),
                 family_name: Some(format!("{}{}", family[(person / 10) % 10], person / 100)),
-                birth_date: BirthDate::new(1940 + (person % 60) as i32, 1 + (person % 12) as u32, 1 + (person % 28) as u32),
+                birth_date: BirthDate::new(
+                    1940 + (person % 60) as i32,
+                    1 + (person % 12) as u32,
+                    1 + (person % 28) as u32,
+                ),
                 postcode: Some(format!("LS{} {}AB", person % 30, person % 9)),
                 ..SourceRecord::default()
             };
@@ -349,6 +363,9 @@ mod tests {
         let mut levels = [MISSING; N_COMPARISONS];
         levels[field::FAMILY] = EXACT;
         assert!(model.match_weight(&levels, &rare, &rare) > model.match_weight(&levels, &smith, &smith));
-        assert_eq!(Model::train(&features[..1], &[], &TrainingOptions::default()).unwrap_err().to_string(), ModelError::TooFewRecords.to_string());
+        assert_eq!(
+            Model::train(&features[..1], &[], &TrainingOptions::default()).unwrap_err().to_string(),
+            ModelError::TooFewRecords.to_string()
+        );
     }
 }

@@ -63,7 +63,9 @@ mod tests {
 
     #[test]
     fn common_nicknames_are_recognised_both_ways() {
-        for (a, b) in [("joseph", "joe"), ("joe", "joseph"), ("william", "bill"), ("elizabeth", "liz"), ("joseph", "joey")] {
+        for (a, b) in
+            [("joseph", "joe"), ("joe", "joseph"), ("william", "bill"), ("elizabeth", "liz"), ("joseph", "joey")]
+        {
             assert!(are_nicknames(a, b), "{a} / {b}");
         }
     }

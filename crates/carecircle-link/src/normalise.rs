@@ -121,7 +121,11 @@ pub fn parse_birth_date(text: &str, format: &str) -> Option<BirthDate> {
     }
     if !format.contains("%y") {
         if let Ok(date) = chrono::NaiveDate::parse_from_str(text, format) {
-            return BirthDate::new(chrono::Datelike::year(&date), chrono::Datelike::month(&date), chrono::Datelike::day(&date));
+            return BirthDate::new(
+                chrono::Datelike::year(&date),
+                chrono::Datelike::month(&date),
+                chrono::Datelike::day(&date),
+            );
         }
     }
     lenient_birth_date(text, format)
@@ -170,7 +174,15 @@ fn lenient_birth_date(text: &str, format: &str) -> Option<BirthDate> {
             'd' => day = Some(value),
             'm' => month = Some(value),
             'Y' => year = Some(value as i32),
-            _ => year = Some(if value <= 29 { 2000 + value as i32 } else if value < 100 { 1900 + value as i32 } else { value as i32 }),
+            _ => {
+                year = Some(if value <= 29 {
+                    2000 + value as i32
+                } else if value < 100 {
+                    1900 + value as i32
+                } else {
+                    value as i32
+                })
+            }
         }
     }
     let (year, month, day) = (year?, month?, day?);

@@ -156,15 +156,18 @@ pub fn link(
         .pairs
         .par_chunks(4096)
         .flat_map_iter(|chunk| {
-            let packed: Vec<u64> =
-                chunk.iter().map(|&(i, j)| pack_levels(&compare(&features[i as usize], &features[j as usize]))).collect();
+            let packed: Vec<u64> = chunk
+                .iter()
+                .map(|&(i, j)| pack_levels(&compare(&features[i as usize], &features[j as usize])))
+                .collect();
             progress.advance(chunk.len() as u64);
             packed
         })
         .collect();
 
     progress.stage("training", 0);
-    let model = if features.len() >= 2 { Model::train(&features, &levels, &options.training)? } else { untrained_model() };
+    let model =
+        if features.len() >= 2 { Model::train(&features, &levels, &options.training)? } else { untrained_model() };
 
     progress.stage("scoring", n_candidate_pairs);
     let probabilities: Vec<f64> = candidates
@@ -172,7 +175,11 @@ pub fn link(
         .par_iter()
         .zip(levels.par_iter())
         .map(|(&(i, j), &packed)| {
-            probability_of_weight(model.match_weight(&unpack_levels(packed), &features[i as usize], &features[j as usize]))
+            probability_of_weight(model.match_weight(
+                &unpack_levels(packed),
+                &features[i as usize],
+                &features[j as usize],
+            ))
         })
         .collect();
     progress.advance(n_candidate_pairs);
@@ -233,7 +240,11 @@ pub fn link(
         .zip(&probabilities)
         .filter(|(&(i, j), &p)| p >= options.review_threshold && labels[i as usize] != labels[j as usize])
         .filter(|(&(i, j), _)| decisions.get(&keys[i as usize], &keys[j as usize]) != Some(Decision::KeepApart))
-        .map(|(&(i, j), &probability)| ReviewPair { a: keys[i as usize].clone(), b: keys[j as usize].clone(), probability })
+        .map(|(&(i, j), &probability)| ReviewPair {
+            a: keys[i as usize].clone(),
+            b: keys[j as usize].clone(),
+            probability,
+        })
         .collect();
     review_pairs.sort_by(|x, y| y.probability.total_cmp(&x.probability).then_with(|| (&x.a, &x.b).cmp(&(&y.a, &y.b))));
 
@@ -261,8 +272,10 @@ pub fn pair_probability(model: &Model, features: &[Features], verified_ids: &[Op
 
 /// A neutral model for runs with fewer than two records (nothing is compared).
 fn untrained_model() -> Model {
-    let flat: Vec<Vec<f64>> =
-        crate::compare::COMPARISONS.iter().map(|spec| vec![1.0 / spec.levels.len() as f64; spec.levels.len()]).collect();
+    let flat: Vec<Vec<f64>> = crate::compare::COMPARISONS
+        .iter()
+        .map(|spec| vec![1.0 / spec.levels.len() as f64; spec.levels.len()])
+        .collect();
     Model {
         m: flat.clone(),
         u: flat,

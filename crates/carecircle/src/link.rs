@@ -54,7 +54,11 @@ fn source_name(path: &Path) -> String {
 pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     if args.mapping.len() != 1 && args.mapping.len() != args.inputs.len() {
-        bail!("give one --mapping for all inputs or one per input ({} inputs, {} mappings)", args.inputs.len(), args.mapping.len());
+        bail!(
+            "give one --mapping for all inputs or one per input ({} inputs, {} mappings)",
+            args.inputs.len(),
+            args.mapping.len()
+        );
     }
     let mut records = Vec::new();
     let mut truth = Vec::new();
@@ -90,10 +94,8 @@ pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let person_of_record: Vec<&str> = records
-        .iter()
-        .map(|record| result.person_of(&record.key()).map_or("", |id| id.0.as_str()))
-        .collect();
+    let person_of_record: Vec<&str> =
+        records.iter().map(|record| result.person_of(&record.key()).map_or("", |id| id.0.as_str())).collect();
     write_person_ids(
         std::io::BufWriter::new(file),
         records
