@@ -2,6 +2,7 @@
 //! migrate the database.
 
 mod import;
+mod link;
 mod token;
 
 /// mimalloc: the record's hot paths (JSON, index extraction) allocate many small strings, which
@@ -112,6 +113,10 @@ enum Command {
     /// carecircle token --system --org org-vale-hospital; carecircle token --admin;
     /// carecircle token --user prac-x --purpose ETREAT --reason "unconscious in ED"
     Token(token::TokenArgs),
+    /// Link partner lists (CSV): decide which records are the same person.
+    ///
+    /// Example: carecircle link --mapping gp.toml --out clusters.csv gp.csv
+    Link(link::LinkArgs),
     /// Write the demo partnership as NDJSON without loading it (test data for partners'
     /// integrations and for benchmarks; ~4.6 resources per person).
     DemoData {
@@ -233,6 +238,7 @@ async fn main() -> anyhow::Result<()> {
             println!("wrote {n} resources to {}", out.display());
             Ok(())
         }
+        Command::Link(args) => link::run(&args),
         Command::Migrate => {
             let store = open_store(&cli.storage).await?;
             println!("the {} database schema is up to date", store.backend_name());

@@ -1,0 +1,179 @@
+//! Blocking: only records that agree on at least one blocking key are compared. Several rules
+//! (identifier, phone, phonetic names, birth date with name or postcode...) each catch matches
+//! the others miss; pairs found by several rules are compared once.
+
+use std::hash::{Hash, Hasher};
+
+use rayon::prelude::*;
+
+use crate::features::Features;
+
+/// One blocking rule: the fields whose agreement makes two records a candidate pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BlockingRule {
+    /// Same national identifier.
+    NationalId,
+    /// Same telephone number.
+    Phone,
+    /// Same Double Metaphone codes of given and family name, in either order (catches
+    /// transposed names).
+    NamePhonetics,
+    /// Same family-name code and birth year.
+    FamilyPhoneticBirthYear,
+    /// Same given-name code and date of birth (catches changed family names).
+    GivenPhoneticBirthDate,
+    /// Same date of birth and postcode.
+    BirthDatePostcode,
+    /// Same postcode, house number and first letter of the given name.
+    PostcodeHouseGivenInitial,
+}
+
+impl BlockingRule {
+    /// Every rule, in the order they are applied.
+    pub const ALL: [BlockingRule; 7] = [
+        BlockingRule::NationalId,
+        BlockingRule::Phone,
+        BlockingRule::NamePhonetics,
+        BlockingRule::FamilyPhoneticBirthYear,
+        BlockingRule::GivenPhoneticBirthDate,
+        BlockingRule::BirthDatePostcode,
+        BlockingRule::PostcodeHouseGivenInitial,
+    ];
+
+    /// The rule's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockingRule::NationalId => "national id",
+            BlockingRule::Phone => "phone",
+            BlockingRule::NamePhonetics => "given+family phonetic (either order)",
+            BlockingRule::FamilyPhoneticBirthYear => "family phonetic + birth year",
+            BlockingRule::GivenPhoneticBirthDate => "given phonetic + birth date",
+            BlockingRule::BirthDatePostcode => "birth date + postcode",
+            BlockingRule::PostcodeHouseGivenInitial => "postcode + house number + given initial",
+        }
+    }
+
+    /// The record's blocking key under this rule; `None` when a field the rule needs is missing.
+    pub fn key(self, features: &Features) -> Option<u64> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (self as u8).hash(&mut hasher);
+        let given_code = features.given_phonetic[0];
+        let family_code = features.family_phonetic[0];
+        match self {
+            BlockingRule::NationalId => {
+                (features.national_id.len() >= 4).then_some(())?;
+                features.national_id.hash(&mut hasher);
+            }
+            BlockingRule::Phone => {
+                (!features.phone.is_empty()).then_some(())?;
+                features.phone.hash(&mut hasher);
+            }
+            BlockingRule::NamePhonetics => {
+                (given_code != 0 && family_code != 0 && features.given.chars().count() > 1).then_some(())?;
+                (given_code.min(family_code), given_code.max(family_code)).hash(&mut hasher);
+            }
+            BlockingRule::FamilyPhoneticBirthYear => {
+                (family_code != 0).then_some(())?;
+                (family_code, features.birth_date?.year).hash(&mut hasher);
+            }
+            BlockingRule::GivenPhoneticBirthDate => {
+                (given_code != 0).then_some(())?;
+                (given_code, features.birth_date?).hash(&mut hasher);
+            }
+            BlockingRule::BirthDatePostcode => {
+                (!features.postcode.is_empty()).then_some(())?;
+                (features.birth_date?, &features.postcode).hash(&mut hasher);
+            }
+            BlockingRule::PostcodeHouseGivenInitial => {
+                let initial = features.given.chars().next()?;
+                (!features.postcode.is_empty() && !features.house_number.is_empty()).then_some(())?;
+                (&features.postcode, &features.house_number, initial).hash(&mut hasher);
+            }
+        }
+        Some(hasher.finish())
+    }
+}
+
+/// The candidate pairs of a batch: `(i, j)` record indices with `i < j`, sorted, each once.
+#[derive(Clone, Debug, Default)]
+pub struct CandidatePairs {
+    /// The pairs.
+    pub pairs: Vec<(u32, u32)>,
+    /// Pairs each rule produced before deduplication, in [`BlockingRule::ALL`] order.
+    pub n_pairs_per_rule: Vec<u64>,
+    /// Blocks skipped because they held more than the maximum block size (keys too common to
+    /// be informative, e.g. a frequent name and year in a very large list).
+    pub n_oversized_blocks: u64,
+}
+
+/// Finds the candidate pairs of `features` under every rule. Blocks larger than
+/// `max_block_size` are skipped (and counted).
+pub fn candidate_pairs(features: &[Features], max_block_size: usize) -> CandidatePairs {
+    let mut all_pairs: Vec<u64> = Vec::new();
+    let mut result = CandidatePairs::default();
+    for rule in BlockingRule::ALL {
+        let mut keys: Vec<(u64, u32)> = features
+            .par_iter()
+            .enumerate()
+            .filter_map(|(index, features)| rule.key(features).map(|key| (key, index as u32)))
+            .collect();
+        keys.par_sort_unstable();
+        let mut n_rule_pairs = 0u64;
+        for block in keys.chunk_by(|a, b| a.0 == b.0) {
+            if block.len() > max_block_size {
+                result.n_oversized_blocks += 1;
+                continue;
+            }
+            for (offset, &(_, i)) in block.iter().enumerate() {
+                for &(_, j) in &block[offset + 1..] {
+                    // Indices within a block are ascending because the sort includes them.
+                    all_pairs.push((u64::from(i) << 32) | u64::from(j));
+                    n_rule_pairs += 1;
+                }
+            }
+        }
+        result.n_pairs_per_rule.push(n_rule_pairs);
+    }
+    all_pairs.par_sort_unstable();
+    all_pairs.dedup();
+    result.pairs = all_pairs.into_iter().map(|packed| ((packed >> 32) as u32, packed as u32)).collect();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{BirthDate, SourceRecord};
+
+    fn features(given: &str, family: &str, birth: Option<BirthDate>, postcode: &str) -> Features {
+        Features::of(&SourceRecord {
+            given_names: Some(given.into()),
+            family_name: Some(family.into()),
+            birth_date: birth,
+            postcode: Some(postcode.into()),
+            ..SourceRecord::default()
+        })
+    }
+
+    #[test]
+    fn pairs_are_found_by_any_rule_and_listed_once() {
+        let born = BirthDate::new(1971, 3, 14);
+        let records = vec![
+            features("Joseph", "Smith", born, "LS1 4AB"),
+            features("Smith", "Joseph", None, ""),
+            features("Joe", "Smyth", born, "LS14AB"),
+            features("Mary", "Jones", BirthDate::new(1980, 1, 1), "M1 1AE"),
+        ];
+        let candidates = candidate_pairs(&records, 100);
+        assert_eq!(candidates.pairs, vec![(0, 1), (0, 2)]);
+        assert!(candidates.n_pairs_per_rule.iter().sum::<u64>() >= 3, "(0,2) is found by several rules");
+    }
+
+    #[test]
+    fn oversized_blocks_are_skipped() {
+        let records: Vec<Features> = (0..5).map(|_| features("Joseph", "Smith", None, "")).collect();
+        let candidates = candidate_pairs(&records, 4);
+        assert!(candidates.pairs.is_empty());
+        assert_eq!(candidates.n_oversized_blocks, 1);
+    }
+}

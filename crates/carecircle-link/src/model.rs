@@ -1,0 +1,371 @@
+//! The Fellegi-Sunter model: for every comparison level, m (how often true matches show it) and
+//! u (how often non-matches do). u is estimated from random record pairs; m and the share of
+//! matches among candidate pairs are then estimated by expectation-maximisation on the candidate
+//! pairs with u held fixed (no labelled data). Exact name agreements are adjusted for how common the name is.
+
+use std::collections::HashMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::compare::{compare, field, pack_levels, unpack_levels, Levels, COMPARISONS, EXACT, MISSING, N_COMPARISONS};
+use crate::features::Features;
+
+/// Why a model could not be trained or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Fewer than two records: nothing to learn from.
+    #[error("at least two records are needed to train a linkage model")]
+    TooFewRecords,
+    /// The serialised model does not have one row of parameters per comparison level.
+    #[error("the model's parameters do not match the comparisons of this version")]
+    Shape,
+}
+
+/// How often each first given name and family name occurs, for term-frequency adjustments.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TermFrequencies {
+    /// Records counted.
+    pub n_records: u64,
+    /// Count of each folded first given name.
+    pub given: HashMap<String, u32>,
+    /// Count of each folded family name.
+    pub family: HashMap<String, u32>,
+}
+
+impl TermFrequencies {
+    /// Counts the names of `features`.
+    pub fn of(features: &[Features]) -> TermFrequencies {
+        let mut frequencies = TermFrequencies::default();
+        for record in features {
+            frequencies.add(record);
+        }
+        frequencies
+    }
+
+    /// Counts one more record.
+    pub fn add(&mut self, record: &Features) {
+        self.n_records += 1;
+        if !record.given.is_empty() {
+            *self.given.entry(record.given.to_string()).or_default() += 1;
+        }
+        if !record.family.is_empty() {
+            *self.family.entry(record.family.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Forgets one record counted before.
+    pub fn remove(&mut self, record: &Features) {
+        self.n_records = self.n_records.saturating_sub(1);
+        for (table, value) in [(&mut self.given, &record.given), (&mut self.family, &record.family)] {
+            if let Some(count) = table.get_mut(&**value) {
+                *count -= 1;
+                if *count == 0 {
+                    table.remove(&**value);
+                }
+            }
+        }
+    }
+
+    /// Share of records with this value (at least one record's worth).
+    fn share(&self, table: &HashMap<String, u32>, value: &str) -> f64 {
+        let count = table.get(value).copied().unwrap_or(1).max(1);
+        f64::from(count) / (self.n_records.max(1) as f64)
+    }
+}
+
+/// A trained Fellegi-Sunter model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    /// m probabilities, `[comparison][level]` (level 0, missing, is unused).
+    pub m: Vec<Vec<f64>>,
+    /// u probabilities, `[comparison][level]`.
+    pub u: Vec<Vec<f64>>,
+    /// u of exact agreement on given and family name among random pairs (the average a name's
+    /// own frequency is set against).
+    pub u_exact_random: [f64; 2],
+    /// Share of true matches among candidate pairs (the prior).
+    pub prior: f64,
+    /// Name frequencies.
+    pub term_frequencies: TermFrequencies,
+    /// EM iterations run.
+    pub n_iterations: usize,
+}
+
+/// Largest change of a term-frequency adjustment, in bits, so one rare or common name cannot
+/// outweigh the rest of the evidence.
+const MAX_TF_ADJUSTMENT_BITS: f64 = 3.0;
+
+/// Training settings.
+#[derive(Clone, Debug)]
+pub struct TrainingOptions {
+    /// Random pairs drawn to estimate u.
+    pub n_u_samples: usize,
+    /// Most EM iterations.
+    pub max_iterations: usize,
+    /// Seed of the random pair sampler (training is deterministic for a seed).
+    pub seed: u64,
+}
+
+impl Default for TrainingOptions {
+    fn default() -> Self {
+        TrainingOptions { n_u_samples: 200_000, max_iterations: 100, seed: 0x6361_7265 }
+    }
+}
+
+/// Probabilities per level from counts, with half a count added to each level so none is 0.
+fn smoothed(counts: &[f64]) -> Vec<f64> {
+    let observed: f64 = counts[1..].iter().sum::<f64>() + 0.5 * (counts.len() - 1) as f64;
+    let mut probabilities = vec![0.0; counts.len()];
+    for level in 1..counts.len() {
+        probabilities[level] = (counts[level] + 0.5) / observed;
+    }
+    probabilities
+}
+
+impl Model {
+    /// Trains a model: u from random pairs of `features`, then EM over the comparison patterns of
+    /// the candidate pairs (`candidate_levels`, packed by [`pack_levels`]).
+    pub fn train(
+        features: &[Features],
+        candidate_levels: &[u64],
+        options: &TrainingOptions,
+    ) -> Result<Model, ModelError> {
+        let n = features.len();
+        if n < 2 {
+            return Err(ModelError::TooFewRecords);
+        }
+        // u: random pairs. A handful are true matches, which barely moves u.
+        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+        let n_possible = (n as u128) * (n as u128 - 1) / 2;
+        let n_samples = (options.n_u_samples as u128).min(n_possible) as usize;
+        let sample_pairs: Vec<(usize, usize)> = (0..n_samples)
+            .map(|_| loop {
+                let (i, j) = (rng.random_range(0..n), rng.random_range(0..n));
+                if i != j {
+                    break (i, j);
+                }
+            })
+            .collect();
+        let random_counts =
+            count_patterns(sample_pairs.par_iter().map(|&(i, j)| pack_levels(&compare(&features[i], &features[j]))));
+        let u: Vec<Vec<f64>> = level_counts(&random_counts).iter().map(|counts| smoothed(counts)).collect();
+        let u_exact_random = [u[field::GIVEN][EXACT as usize], u[field::FAMILY][EXACT as usize]];
+
+        // EM over the candidate pairs' patterns.
+        let patterns = count_patterns(candidate_levels.par_iter().copied());
+        let mut m: Vec<Vec<f64>> = COMPARISONS
+            .iter()
+            .map(|spec| {
+                let n_levels = spec.levels.len();
+                // Start believing matches mostly agree exactly and rarely disagree.
+                let mut start = vec![0.0; n_levels];
+                start[1] = 0.9;
+                for level in 2..n_levels {
+                    start[level] = 0.1 / (n_levels - 2) as f64;
+                }
+                start
+            })
+            .collect();
+        let mut prior: f64 = 0.1;
+        let mut n_iterations = 0;
+        let n_candidates: u64 = patterns.iter().map(|(_, count)| count).sum();
+        for _ in 0..options.max_iterations {
+            if n_candidates == 0 {
+                break;
+            }
+            n_iterations += 1;
+            let mut match_counts: Vec<Vec<f64>> = COMPARISONS.iter().map(|spec| vec![0.0; spec.levels.len()]).collect();
+            let (mut expected_matches, mut total) = (0.0, 0.0);
+            for &(pattern, count) in &patterns {
+                let levels = unpack_levels(pattern);
+                let weight = log2_bayes_factor(&m, &u, &levels) + (prior / (1.0 - prior)).log2();
+                let posterior = 1.0 / (1.0 + (-weight).exp2());
+                let count = count as f64;
+                expected_matches += posterior * count;
+                total += count;
+                for (comparison, &level) in levels.iter().enumerate() {
+                    match_counts[comparison][level as usize] += posterior * count;
+                }
+            }
+            let new_prior = (expected_matches / total).clamp(1e-6, 1.0 - 1e-6);
+            let new_m: Vec<Vec<f64>> = match_counts.iter().map(|counts| smoothed(counts)).collect();
+            let change = (new_prior - prior).abs().max(max_difference(&new_m, &m));
+            (m, prior) = (new_m, new_prior);
+            if change < 1e-6 {
+                break;
+            }
+        }
+        Ok(Model { m, u, u_exact_random, prior, term_frequencies: TermFrequencies::of(features), n_iterations })
+    }
+
+    /// Checks a deserialised model has the shape of this version's comparisons.
+    pub fn check_shape(&self) -> Result<(), ModelError> {
+        let fits = |table: &Vec<Vec<f64>>| {
+            table.len() == N_COMPARISONS
+                && table.iter().zip(COMPARISONS).all(|(row, spec)| row.len() == spec.levels.len())
+        };
+        if fits(&self.m) && fits(&self.u) {
+            Ok(())
+        } else {
+            Err(ModelError::Shape)
+        }
+    }
+
+    /// Match weight (log2 odds) of a pair, prior included, with term-frequency adjustments.
+    pub fn match_weight(&self, levels: &Levels, a: &Features, b: &Features) -> f64 {
+        let mut weight = log2_bayes_factor(&self.m, &self.u, levels) + (self.prior / (1.0 - self.prior)).log2();
+        let frequencies = &self.term_frequencies;
+        if levels[field::GIVEN] == EXACT && a.given == b.given {
+            let share = frequencies.share(&frequencies.given, &a.given);
+            weight += (self.u_exact_random[0] / share).log2().clamp(-MAX_TF_ADJUSTMENT_BITS, MAX_TF_ADJUSTMENT_BITS);
+        }
+        if levels[field::FAMILY] == EXACT && a.family == b.family {
+            let share = frequencies.share(&frequencies.family, &a.family);
+            weight += (self.u_exact_random[1] / share).log2().clamp(-MAX_TF_ADJUSTMENT_BITS, MAX_TF_ADJUSTMENT_BITS);
+        }
+        weight
+    }
+
+    /// Probability that two records are the same person.
+    pub fn match_probability(&self, a: &Features, b: &Features) -> f64 {
+        probability_of_weight(self.match_weight(&compare(a, b), a, b))
+    }
+
+    /// A table of the parameters: comparison, level, m, u, weight in bits.
+    pub fn describe(&self) -> String {
+        let mut text = format!("prior (share of matches among candidate pairs): {:.5}\n", self.prior);
+        text.push_str(&format!("{:<14} {:<24} {:>9} {:>9} {:>8}\n", "comparison", "level", "m", "u", "weight"));
+        for (comparison, spec) in COMPARISONS.iter().enumerate() {
+            for (level, name) in spec.levels.iter().enumerate().skip(1) {
+                let (m, u) = (self.m[comparison][level], self.u[comparison][level]);
+                text.push_str(&format!(
+                    "{:<14} {:<24} {:>9.5} {:>9.5} {:>8.2}\n",
+                    spec.name,
+                    name,
+                    m,
+                    u,
+                    (m / u).log2()
+                ));
+            }
+        }
+        text
+    }
+}
+
+/// Probability from a match weight in bits.
+pub fn probability_of_weight(weight: f64) -> f64 {
+    1.0 / (1.0 + (-weight).exp2())
+}
+
+/// Sum of log2(m/u) over the comparisons that are not missing.
+fn log2_bayes_factor(m: &[Vec<f64>], u: &[Vec<f64>], levels: &Levels) -> f64 {
+    levels
+        .iter()
+        .enumerate()
+        .filter(|(_, &level)| level != MISSING)
+        .map(|(comparison, &level)| (m[comparison][level as usize] / u[comparison][level as usize]).log2())
+        .sum()
+}
+
+fn max_difference(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
+    a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+/// Counts packed patterns; the result is sorted so sums over it are deterministic.
+fn count_patterns(patterns: impl ParallelIterator<Item = u64>) -> Vec<(u64, u64)> {
+    let counts = patterns
+        .fold(HashMap::new, |mut counts: HashMap<u64, u64>, pattern| {
+            *counts.entry(pattern).or_default() += 1;
+            counts
+        })
+        .reduce(HashMap::new, |mut a, b| {
+            for (pattern, count) in b {
+                *a.entry(pattern).or_default() += count;
+            }
+            a
+        });
+    let mut sorted: Vec<(u64, u64)> = counts.into_iter().collect();
+    sorted.sort_unstable();
+    sorted
+}
+
+/// Per comparison, how many pairs showed each level.
+fn level_counts(patterns: &[(u64, u64)]) -> Vec<Vec<f64>> {
+    let mut counts: Vec<Vec<f64>> = COMPARISONS.iter().map(|spec| vec![0.0; spec.levels.len()]).collect();
+    for &(pattern, count) in patterns {
+        for (comparison, &level) in unpack_levels(pattern).iter().enumerate() {
+            counts[comparison][level as usize] += count as f64;
+        }
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{BirthDate, SourceRecord};
+
+    /// 200 people, each with an exact and a slightly altered second record.
+    fn duplicated_people() -> Vec<Features> {
+        let given = ["joseph", "mary", "ahmed", "olga", "pierre", "li", "amara", "sean", "priya", "tomasz"];
+        let family = ["smith", "okafor", "nowak", "patel", "dubois", "chen", "murphy", "khan", "jones", "garcia"];
+        let mut records = Vec::new();
+        for person in 0..200usize {
+            let record = SourceRecord {
+                given_names: Some(given[person % 10].into()),
+                family_name: Some(format!("{}{}", family[(person / 10) % 10], person / 100)),
+                birth_date: BirthDate::new(
+                    1940 + (person % 60) as i32,
+                    1 + (person % 12) as u32,
+                    1 + (person % 28) as u32,
+                ),
+                postcode: Some(format!("LS{} {}AB", person % 30, person % 9)),
+                ..SourceRecord::default()
+            };
+            let mut altered = record.clone();
+            if person % 2 == 0 {
+                altered.postcode = None;
+            }
+            records.push(Features::of(&record));
+            records.push(Features::of(&altered));
+        }
+        records
+    }
+
+    #[test]
+    fn em_learns_that_agreement_is_evidence_of_a_match() {
+        let features = duplicated_people();
+        let pairs: Vec<u64> = (0..features.len())
+            .flat_map(|i| ((i + 1)..features.len().min(i + 30)).map(move |j| (i, j)))
+            .map(|(i, j)| pack_levels(&compare(&features[i], &features[j])))
+            .collect();
+        let model = Model::train(&features, &pairs, &TrainingOptions::default()).unwrap();
+        model.check_shape().unwrap();
+        let exact_dob = model.m[field::BIRTH_DATE][1] / model.u[field::BIRTH_DATE][1];
+        let different_dob = model.m[field::BIRTH_DATE][5] / model.u[field::BIRTH_DATE][5];
+        assert!(exact_dob > 10.0 && different_dob < 0.5, "{}", model.describe());
+        assert!(model.match_probability(&features[0], &features[1]) > 0.99);
+        assert!(model.match_probability(&features[0], &features[2]) < 0.01);
+        let expected_prior = 200.0 / pairs.len() as f64;
+        assert!((model.prior - expected_prior).abs() < expected_prior * 0.5, "{} vs {expected_prior}", model.prior);
+    }
+
+    #[test]
+    fn common_names_weigh_less_than_rare_ones() {
+        let mut features = duplicated_people();
+        let model = Model::train(&features, &[], &TrainingOptions { n_u_samples: 1000, ..Default::default() }).unwrap();
+        features[0].family = "smith0".into();
+        let smith = Features { family: "smith0".into(), ..Features::default() };
+        let rare = Features { family: "zebedee".into(), ..Features::default() };
+        let mut levels = [MISSING; N_COMPARISONS];
+        levels[field::FAMILY] = EXACT;
+        assert!(model.match_weight(&levels, &rare, &rare) > model.match_weight(&levels, &smith, &smith));
+        assert_eq!(
+            Model::train(&features[..1], &[], &TrainingOptions::default()).unwrap_err().to_string(),
+            ModelError::TooFewRecords.to_string()
+        );
+    }
+}
