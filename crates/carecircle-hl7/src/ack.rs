@@ -139,7 +139,8 @@ impl Rejection {
         };
         let error_code = match error {
             ParseError::InvalidSegmentId { .. } => ErrorCode::SegmentSequenceError,
-            _ => ErrorCode::RequiredFieldMissing,
+            ParseError::Delimiters(_) => ErrorCode::DataTypeError,
+            ParseError::Empty | ParseError::MissingHeader => ErrorCode::RequiredFieldMissing,
         };
         let reason = match error {
             // The segment text may hold personal data: report only its position.

@@ -167,7 +167,7 @@ async fn malformed_and_unsupported_messages_get_ar_or_ae_on_the_same_connection(
     let mut client = MllpClient::connect(server.address).await.unwrap();
     let cases: Vec<(String, AckCode, &str, Option<&str>)> = vec![
         ("not hl7 at all".into(), AckCode::Reject, "", Some("101")),
-        ("MSH|^~|broken".into(), AckCode::Reject, "", Some("101")),
+        ("MSH|^~|broken".into(), AckCode::Reject, "", Some("102")),
         (format!("{}pv2|lowercase\r", adt("SEG-1")), AckCode::Error, "SEG-1", Some("100")),
         (adt("TYPE-1").replace("ADT^A01^ADT_A01", "ORU^R01^ORU_R01"), AckCode::Reject, "TYPE-1", Some("200")),
         (adt("EVT-1").replace("ADT^A01^ADT_A01", "ADT^A31^ADT_A05"), AckCode::Reject, "EVT-1", Some("201")),
