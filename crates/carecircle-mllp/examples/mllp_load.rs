@@ -14,10 +14,10 @@ use carecircle_hl7::AckCode;
 use carecircle_mllp::MllpClient;
 
 fn message(i: u64) -> String {
-    let event = if i % 2 == 0 { "A01" } else { "A03" };
+    let (event, structure) = if i & 1 == 0 { ("A01", "ADT_A01") } else { ("A03", "ADT_A03") };
     let patient = 100_000 + i / 2;
     format!(
-        "MSH|^~\\&|PAS|RXX01|CARECIRCLE|CC|20240301101502||ADT^{event}^ADT_A01|LOAD{i}|P|2.5.1\r\
+        "MSH|^~\\&|PAS|RXX01|CARECIRCLE|CC|20240301101502||ADT^{event}^{structure}|LOAD{i}|P|2.5.1\r\
 EVN|{event}|20240301101500\r\
 PID|1||9{patient:09}^^^NHS^NH~RXX{patient}^^^RXX^MR||SMITH^JOHN^PAUL^^MR^^L||19700101|M|||1 HIGH ST^^LEEDS^^LS1 1AA^GBR^H\r\
 PV1|1|I|WARD1^BAY2^BED3^RXX01||||C1234^JONES^ALAN|||MED|||||||||V{patient}^^^RXX^VN|||||||||||||||||||||||||20240301100000\r"
