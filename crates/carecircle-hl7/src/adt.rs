@@ -4,10 +4,9 @@
 use std::fmt;
 
 use thiserror::Error;
-use time::UtcOffset;
 
 use crate::ack::{AckCode, ErrorCode, Rejection};
-use crate::datatypes::{Address, ExtendedId, HierarchicDesignator, PersonLocation, PersonName, Timestamp};
+use crate::datatypes::{Address, ExtendedId, HierarchicDesignator, LocalTime, PersonLocation, PersonName, Timestamp};
 use crate::message::{Location, Message, Segment};
 
 /// The ADT trigger events carecircle accepts.
@@ -164,16 +163,11 @@ pub struct AdtEvent {
 }
 
 /// How to read ADT messages from one sender.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AdtOptions {
-    /// The offset assumed for timestamps written without one (most feeds send local time).
-    pub assumed_utc_offset: UtcOffset,
-}
-
-impl Default for AdtOptions {
-    fn default() -> Self {
-        AdtOptions { assumed_utc_offset: UtcOffset::UTC }
-    }
+    /// How timestamps written without an offset are read (most feeds send local time, so this
+    /// is the sender's time zone, e.g. `LocalTime::zone("Europe/London")`); UTC by default.
+    pub local_time: LocalTime,
 }
 
 /// Why a parsed message is not an ADT event carecircle can process.
@@ -265,7 +259,7 @@ impl AdtEvent {
     /// the form of every timestamp used.
     pub fn from_message(message: &Message, options: &AdtOptions) -> Result<Self, AdtError> {
         let msh = message.header();
-        let offset = options.assumed_utc_offset;
+        let offset = &options.local_time;
         let message_type = msh.field(9).map_or("", |f| f.component(1)).trim();
         if message_type != "ADT" {
             return Err(AdtError::UnsupportedMessageType(message_type.to_owned()));
@@ -366,7 +360,7 @@ fn timestamp(
     sequence: usize,
     field: usize,
     name: &'static str,
-    offset: UtcOffset,
+    offset: &LocalTime,
 ) -> Result<Option<Timestamp>, AdtError> {
     let text = segment.value(field).trim();
     if text.is_empty() || text == "\"\"" {
@@ -379,7 +373,7 @@ fn timestamp(
     })
 }
 
-fn read_patient(pid: &Segment, offset: UtcOffset) -> Result<PatientDetails, AdtError> {
+fn read_patient(pid: &Segment, offset: &LocalTime) -> Result<PatientDetails, AdtError> {
     let repetitions = |n| pid.field(n).map(|f| f.repetitions.as_slice()).unwrap_or_default();
     let identifiers: Vec<ExtendedId> = repetitions(3).iter().filter_map(ExtendedId::from_repetition).collect();
     if identifiers.is_empty() {
@@ -394,7 +388,7 @@ fn read_patient(pid: &Segment, offset: UtcOffset) -> Result<PatientDetails, AdtE
     })
 }
 
-fn read_visit(pv1: &Segment, offset: UtcOffset) -> Result<Visit, AdtError> {
+fn read_visit(pv1: &Segment, offset: &LocalTime) -> Result<Visit, AdtError> {
     let patient_class = pv1.value(2).trim().to_owned();
     if patient_class.is_empty() || patient_class == "\"\"" {
         return Err(AdtError::MissingField { location: Location::field("PV1", 1, 2), name: "patient class" });

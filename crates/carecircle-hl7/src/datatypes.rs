@@ -223,6 +223,71 @@ impl PersonLocation {
     }
 }
 
+/// How to read a timestamp written without a UTC offset: in a fixed offset, or in a time zone
+/// (the sender's local time, with its daylight-saving rules).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalTime(LocalTimeRule);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LocalTimeRule {
+    Fixed(UtcOffset),
+    Zone(jiff::tz::TimeZone),
+}
+
+/// The time zone name is not in the IANA database.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unknown time zone `{0}`")]
+pub struct UnknownTimeZone(pub String);
+
+impl Default for LocalTime {
+    fn default() -> Self {
+        LocalTime::UTC
+    }
+}
+
+impl LocalTime {
+    /// Local times are UTC.
+    pub const UTC: LocalTime = LocalTime(LocalTimeRule::Fixed(UtcOffset::UTC));
+
+    /// Local times are at a fixed offset from UTC.
+    pub fn fixed(offset: UtcOffset) -> Self {
+        LocalTime(LocalTimeRule::Fixed(offset))
+    }
+
+    /// Local times are in an IANA time zone (`Europe/London`), daylight saving included.
+    pub fn zone(name: &str) -> Result<Self, UnknownTimeZone> {
+        jiff::tz::TimeZone::get(name)
+            .map(|zone| LocalTime(LocalTimeRule::Zone(zone)))
+            .map_err(|_| UnknownTimeZone(name.to_owned()))
+    }
+
+    /// The UTC offset in force at a local date and time. A time that occurs twice (clocks going
+    /// back) reads as the first, a time that does not occur (clocks going forward) with the
+    /// offset from before the change: the instants RFC 5545 and Temporal's "compatible" pick.
+    pub fn offset_at(&self, date: Date, time: Time) -> UtcOffset {
+        match &self.0 {
+            LocalTimeRule::Fixed(offset) => *offset,
+            LocalTimeRule::Zone(zone) => {
+                let civil = jiff::civil::DateTime::new(
+                    i16::try_from(date.year()).unwrap_or(1970),
+                    i8::try_from(u8::from(date.month())).unwrap_or(1),
+                    i8::try_from(date.day()).unwrap_or(1),
+                    i8::try_from(time.hour()).unwrap_or(0),
+                    i8::try_from(time.minute()).unwrap_or(0),
+                    i8::try_from(time.second()).unwrap_or(0),
+                    0,
+                );
+                let offset_seconds = civil.map_or(0, |civil| match zone.to_ambiguous_zoned(civil).offset() {
+                    jiff::tz::AmbiguousOffset::Unambiguous { offset } => offset.seconds(),
+                    jiff::tz::AmbiguousOffset::Gap { before, .. } => before.seconds(),
+                    jiff::tz::AmbiguousOffset::Fold { before, .. } => before.seconds(),
+                });
+                UtcOffset::from_whole_seconds(offset_seconds).unwrap_or(UtcOffset::UTC)
+            }
+        }
+    }
+}
+
 /// How precisely an HL7 timestamp was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Precision {
@@ -261,8 +326,8 @@ pub struct Timestamp {
 
 impl Timestamp {
     /// Parses `YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]`; a value without an offset is
-    /// read in `assumed_offset` (the sending partner's local offset).
-    pub fn parse(text: &str, assumed_offset: UtcOffset) -> Result<Self, TimestampError> {
+    /// read in `local_time` (the sending partner's local time).
+    pub fn parse(text: &str, local_time: &LocalTime) -> Result<Self, TimestampError> {
         let error = || TimestampError { text: text.to_owned() };
         let (digits, offset) = match text.find(['+', '-']) {
             Some(at) => (&text[..at], Some(&text[at..])),
@@ -302,7 +367,7 @@ impl Timestamp {
         };
         let (offset, offset_given) = match offset {
             Some(offset) => (parse_offset(offset).ok_or_else(error)?, true),
-            None => (assumed_offset, false),
+            None => (local_time.offset_at(date, time), false),
         };
         Ok(Timestamp { date, time, offset, offset_given, precision })
     }
@@ -365,7 +430,7 @@ mod tests {
 
     #[test]
     fn timestamps_at_each_precision() {
-        let utc = UtcOffset::UTC;
+        let utc = &LocalTime::UTC;
         let cases = [
             ("1970", "1970"),
             ("197002", "1970-02"),
@@ -379,7 +444,7 @@ mod tests {
         for (hl7, fhir) in cases {
             assert_eq!(Timestamp::parse(hl7, utc).unwrap().to_fhir_date_time(), fhir, "{hl7}");
         }
-        let bst = UtcOffset::from_hms(1, 0, 0).unwrap();
+        let bst = &LocalTime::fixed(UtcOffset::from_hms(1, 0, 0).unwrap());
         assert_eq!(Timestamp::parse("202407011015", bst).unwrap().to_fhir_date_time(), "2024-07-01T10:15:00+01:00");
         assert_eq!(Timestamp::parse("20240701101530+0100", utc).unwrap().to_fhir_date(), "2024-07-01");
     }
@@ -387,8 +452,26 @@ mod tests {
     #[test]
     fn invalid_timestamps_are_refused() {
         for text in ["", "19", "1970021", "19700230", "2024030125", "20240301101560", "abcd", "2024+01", "2024.5"] {
-            assert!(Timestamp::parse(text, UtcOffset::UTC).is_err(), "{text}");
+            assert!(Timestamp::parse(text, &LocalTime::UTC).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn local_times_follow_daylight_saving() {
+        let london = LocalTime::zone("Europe/London").unwrap();
+        let cases = [
+            ("202401151000", "2024-01-15T10:00:00Z"),
+            ("202407151000", "2024-07-15T10:00:00+01:00"),
+            // 01:30 on 31 March 2024 does not exist in London: read with the offset before.
+            ("202403310130", "2024-03-31T01:30:00Z"),
+            // 01:30 on 27 October 2024 happens twice: the first (summer time) is taken.
+            ("202410270130", "2024-10-27T01:30:00+01:00"),
+            ("202407151000+0000", "2024-07-15T10:00:00Z"),
+        ];
+        for (hl7, fhir) in cases {
+            assert_eq!(Timestamp::parse(hl7, &london).unwrap().to_fhir_date_time(), fhir, "{hl7}");
+        }
+        assert_eq!(LocalTime::zone("Mars/Olympus"), Err(UnknownTimeZone("Mars/Olympus".into())));
     }
 
     #[test]

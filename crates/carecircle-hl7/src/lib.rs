@@ -21,7 +21,8 @@ mod message;
 pub use ack::{build_ack, parse_ack, AckCode, AckHeader, AckParseError, AckSummary, ErrorCode, Rejection};
 pub use adt::{AdtError, AdtEvent, AdtEventType, AdtOptions, PatientDetails, Version, Visit};
 pub use datatypes::{
-    Address, ExtendedId, HierarchicDesignator, PersonLocation, PersonName, Precision, Timestamp, TimestampError,
+    Address, ExtendedId, HierarchicDesignator, LocalTime, PersonLocation, PersonName, Precision, Timestamp,
+    TimestampError, UnknownTimeZone,
 };
 pub use delimiters::{DelimiterError, Delimiters};
 pub use message::{parse_header, parse_message, Component, Field, Location, Message, ParseError, Repetition, Segment};

@@ -2,9 +2,10 @@
 //! FHIR resources they map to.
 
 use carecircle_hl7::fhir::{identifier_system, patient_identifiers, to_encounter, to_patient, NHS_NUMBER_SYSTEM};
-use carecircle_hl7::{parse_message, AckCode, AdtError, AdtEvent, AdtEventType, AdtOptions, ErrorCode, Version};
+use carecircle_hl7::{
+    parse_message, AckCode, AdtError, AdtEvent, AdtEventType, AdtOptions, ErrorCode, LocalTime, Version,
+};
 use serde_json::{json, Value};
-use time::UtcOffset;
 
 use crate::fixtures::{adt, EVENTS, VERSIONS};
 
@@ -93,7 +94,7 @@ fn patient_resource_from_pid_is_valid_fhir() {
 fn local_times_use_the_senders_offset_and_explicit_offsets_win() {
     let text = adt("2.5", "A01").replace("20240301100000", "20240701100000");
     let message = parse_message(text.as_bytes()).unwrap();
-    let bst = AdtOptions { assumed_utc_offset: UtcOffset::from_hms(1, 0, 0).unwrap() };
+    let bst = AdtOptions { local_time: LocalTime::zone("Europe/London").unwrap() };
     let event = AdtEvent::from_message(&message, &bst).unwrap();
     let encounter = to_encounter(&event, "Patient/p", "Organization/o").unwrap();
     assert_eq!(encounter["period"]["start"], "2024-07-01T10:00:00+01:00");
