@@ -86,13 +86,12 @@ pub fn patient_identifiers(event: &AdtEvent) -> Vec<Value> {
 /// The identifier of the visit's Encounter (from PV1-19), when the message carries one.
 pub fn visit_identifier(event: &AdtEvent) -> Option<Value> {
     let visit_number = event.visit.as_ref()?.visit_number.as_ref()?;
-    let mut identifier = to_fhir_identifier(visit_number, &event.sending_facility);
-    if let Some(object) = identifier.as_object_mut() {
-        // A visit number names the visit, whatever CX-5 said, and is the Encounter's business key.
-        object.remove("type");
-        object.insert("use".into(), Value::String("official".into()));
-    }
-    Some(identifier)
+    // A visit number names the visit, whatever CX-5 says, and is the Encounter's business key.
+    Some(json!({
+        "use": "official",
+        "system": identifier_system(visit_number, &event.sending_facility),
+        "value": visit_number.id,
+    }))
 }
 
 /// The Encounter status an event leaves the visit in.

@@ -273,3 +273,15 @@ fn event_code_falls_back_to_evn_1() {
     let text = adt("2.3", "A03").replace("ADT^A03", "ADT");
     assert_eq!(read(&text).unwrap().event, AdtEventType::Discharge);
 }
+
+/// The FHIR resources of one admission's life (v2.5.1), as reviewed JSON.
+#[test]
+fn encounter_and_patient_snapshots() {
+    let mut resources = serde_json::Map::new();
+    for event_code in ["A01", "A02", "A03", "A04", "A08", "A11", "A13"] {
+        let event = read(&adt("2.5.1", event_code)).unwrap();
+        resources.insert(event_code.into(), to_encounter(&event, "Patient/p1", "Organization/rxx").unwrap());
+    }
+    resources.insert("Patient".into(), to_patient(&read(&adt("2.5.1", "A01")).unwrap()));
+    insta::assert_json_snapshot!(Value::Object(resources));
+}
