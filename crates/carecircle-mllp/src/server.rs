@@ -70,6 +70,9 @@ pub struct MllpConfig {
     /// At most this many connections are served at once; further ones wait to be accepted
     /// (default 256).
     pub max_connections: usize,
+    /// An acknowledgement not accepted by the peer's socket within this time (a sender that
+    /// stopped reading) closes the connection (default 60 s).
+    pub write_timeout: Duration,
     /// On shutdown, how long connections may take to finish the message in hand (default 10 s).
     pub shutdown_grace: Duration,
 }
@@ -80,6 +83,7 @@ impl Default for MllpConfig {
             max_frame_bytes: 1 << 20,
             idle_timeout: Some(Duration::from_secs(15 * 60)),
             max_connections: 256,
+            write_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -105,7 +109,9 @@ impl AckIds {
 }
 
 /// Serves MLLP on `listener` until `shutdown` is cancelled, then stops accepting, lets every
-/// connection finish the message it is handling (up to `shutdown_grace`) and returns.
+/// connection finish the message it is handling and returns. It waits at most `shutdown_grace`:
+/// a handler still running then finishes in the background (its message unacknowledged if the
+/// runtime stops first, so the sender sends it again).
 pub async fn serve<H: MessageHandler>(
     listener: TcpListener,
     handler: Arc<H>,
@@ -146,7 +152,7 @@ pub async fn serve<H: MessageHandler>(
     }
     tracker.close();
     if tokio::time::timeout(config.shutdown_grace, tracker.wait()).await.is_err() {
-        tracing::warn!(connections = tracker.len(), "mllp shutdown grace period over; closing connections");
+        tracing::warn!(connections = tracker.len(), "mllp shutdown grace period over with messages in hand");
     }
 }
 
@@ -198,9 +204,16 @@ async fn serve_connection<H: MessageHandler>(
                 build_ack(&header, Err(&rejection), &ack_ids.next(), OffsetDateTime::now_utc())
             }
         };
-        if let Err(error) = framed.send(ack.as_bytes()).await {
-            tracing::info!(%peer, %error, "mllp write failed");
-            break;
+        match tokio::time::timeout(config.write_timeout, framed.send(ack.as_bytes())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::info!(%peer, %error, "mllp write failed");
+                break;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "mllp peer not reading acknowledgements, closing");
+                break;
+            }
         }
     }
     tracing::info!(%peer, "mllp connection closed");

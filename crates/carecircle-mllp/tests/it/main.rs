@@ -244,3 +244,30 @@ async fn the_one_shot_client_reads_the_ack() {
     let ack = carecircle_mllp::send_message(server.address, adt("ONE-1").as_bytes()).await.unwrap();
     assert_eq!((ack.code, ack.control_id.as_str()), (AckCode::Accept, "ONE-1"));
 }
+
+#[tokio::test]
+async fn a_sender_vanishing_mid_frame_does_not_disturb_others() {
+    let server = spawn_server(MllpConfig::default()).await;
+    let mut stream = TcpStream::connect(server.address).await.unwrap();
+    let framed = frame(adt("HALF-1").as_bytes());
+    stream.write_all(&framed[..framed.len() / 2]).await.unwrap();
+    drop(stream);
+    let ack = carecircle_mllp::send_message(server.address, adt("WHOLE-1").as_bytes()).await.unwrap();
+    assert_eq!((ack.code, ack.control_id.as_str()), (AckCode::Accept, "WHOLE-1"));
+    assert_eq!(server.handler.stored(), ["WHOLE-1"]);
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_their_turn() {
+    let config = MllpConfig { max_connections: 1, ..MllpConfig::default() };
+    let server = spawn_server(config).await;
+    let mut first = MllpClient::connect(server.address).await.unwrap();
+    first.send_and_read_ack(adt("FIRST-1").as_bytes()).await.unwrap();
+    let address = server.address;
+    let second = tokio::spawn(async move { carecircle_mllp::send_message(address, adt("SECOND-1").as_bytes()).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!second.is_finished(), "the second connection is not served while the first is open");
+    drop(first);
+    let ack = tokio::time::timeout(Duration::from_secs(5), second).await.unwrap().unwrap().unwrap();
+    assert_eq!((ack.code, ack.control_id.as_str()), (AckCode::Accept, "SECOND-1"));
+}
