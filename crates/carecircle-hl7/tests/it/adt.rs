@@ -285,3 +285,61 @@ fn encounter_and_patient_snapshots() {
     resources.insert("Patient".into(), to_patient(&read(&adt("2.5.1", "A01")).unwrap()));
     insta::assert_json_snapshot!(Value::Object(resources));
 }
+
+/// Messages as engines really send them: LF endings, trailing delimiters, extra segments,
+/// ISO 8859-1 names, escaped delimiters in values, empty components.
+#[test]
+fn messages_from_the_wild() {
+    // v2.3 A08 from an old PAS: LF line ends, ISO 8859-1, no MSH-9.3, PD1 and Z segments.
+    let mut a08 = b"MSH|^~\\&|OLDPAS|RYY|||20230101120000||ADT^A08|X1|P|2.3|||||\n\
+EVN|A08|20230101120000|||\n\
+PID|||123456^^^RYY^MR^||O'BRIEN^SE"
+        .to_vec();
+    a08.push(0xC1); // Á in ISO 8859-1
+    a08.extend_from_slice(
+        b"N^^^^||19450507|F|||FLAT 3\\T\\4^^CORK^^^IRL||\n\
+PD1|||GP PRACTICE^^Y12345\n\
+PV1||O|CLINIC A^^^RYY||||||||||||||||OP778899|||||||||||||||||||||||||||\n\
+ZPI|whatever|the|engine|adds\n",
+    );
+    let message = parse_message(&a08).unwrap();
+    let event = AdtEvent::from_message(&message, &AdtOptions::default()).unwrap();
+    assert_eq!(event.event, AdtEventType::Update);
+    assert_eq!(event.patient.names[0].family, "O'BRIEN");
+    assert_eq!(event.patient.names[0].given, ["SE\u{c1}N"]);
+    assert_eq!(event.patient.addresses[0].lines, ["FLAT 3&4"]);
+    let encounter = to_encounter(&event, "Patient/p", "Organization/o").unwrap();
+    assert_valid_fhir(&encounter);
+    assert_eq!(encounter["class"]["code"], "AMB");
+    // PV1-19 without an authority: scoped by the sending facility.
+    assert_eq!(encounter["identifier"][0]["system"], "urn:carecircle:hl7v2:RYY:id");
+    assert_eq!(encounter["identifier"][0]["value"], "OP778899");
+    assert_eq!(encounter["location"][0]["location"]["display"], "CLINIC A (RYY)");
+
+    // v2.5.1 A03 with CRLF, a repeated PV1-45, offsets, and ED patient class.
+    let pv1 = crate::fixtures::segment(
+        "PV1",
+        &[
+            (1, "1"),
+            (2, "E"),
+            (3, "ED^^^RXX01"),
+            (19, "ED-ATT-5^^^RXX01^VN"),
+            (44, "20240301180000+0000"),
+            (45, "20240301225500+0000~20240301225900+0000"),
+        ],
+    );
+    let a03 = format!(
+        "MSH|^~\\&|EDIS|RXX01^^|CC|CC|20240301230000+0000||ADT^A03^ADT_A03|ED-99|P|2.5.1\r\n\
+EVN||20240301230000+0000\r\n\
+PID|1||9434765919^^^NHS^NH^^20200101||DOE^JANE^^^MS||19900101|F\r\n\
+{pv1}|\r\n"
+    );
+    let event = read(&a03).unwrap();
+    let encounter = to_encounter(&event, "Patient/p", "Organization/o").unwrap();
+    assert_valid_fhir(&encounter);
+    assert_eq!(encounter["status"], "finished");
+    assert_eq!(encounter["class"]["code"], "EMER");
+    assert_eq!(encounter["period"], json!({ "start": "2024-03-01T18:00:00Z", "end": "2024-03-01T22:55:00Z" }));
+    assert_eq!(encounter["identifier"][0]["system"], "urn:carecircle:hl7v2:RXX01:RXX01");
+    assert_eq!(encounter["identifier"][0]["value"], "ED-ATT-5");
+}
