@@ -278,12 +278,14 @@ pub fn build_ack(
         err.set_field(1, Field { repetitions: vec![eld] });
         if !before_2_5 {
             if let Some(l) = location {
-                let repetition = l.repetition.map(|r| r.to_string()).unwrap_or_default();
-                let component = l.component.map(|c| c.to_string()).unwrap_or_default();
-                err.set_field(
-                    2,
-                    Field::from_components(&[&segment_id, &sequence, &field_number, &repetition, &component]),
-                );
+                // ERL: segment ^ sequence ^ field ^ repetition ^ component, trailing parts omitted.
+                let mut parts = vec![segment_id.clone(), sequence.clone(), field_number.clone()];
+                if l.repetition.is_some() || l.component.is_some() {
+                    parts.push(l.repetition.unwrap_or(1).to_string());
+                }
+                parts.extend(l.component.map(|c| c.to_string()));
+                let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+                err.set_field(2, Field::from_components(&parts));
             }
             err.set_field(3, Field::from_components(&[&code, rejection.error_code.text(), "HL70357"]));
             err.set_field(4, Field::text("E"));

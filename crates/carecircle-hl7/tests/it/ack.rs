@@ -34,7 +34,7 @@ fn v2_5_error_has_err_2_3_4_and_8() {
     assert_eq!(lines[1], "MSA|AE|MSG-A01-2.5");
     assert_eq!(
         lines[2],
-        "ERR|PV1^1^2^101&Required field missing&HL70357|PV1^1^2^^|101^Required field missing^HL70357|E||||PV1-2 (patient class) is required"
+        "ERR|PV1^1^2^101&Required field missing&HL70357|PV1^1^2|101^Required field missing^HL70357|E||||PV1-2 (patient class) is required"
     );
     let summary = parse_ack(ack.as_bytes()).unwrap();
     assert_eq!(summary.code, AckCode::Error);
@@ -102,5 +102,6 @@ fn reasons_with_delimiters_are_escaped() {
     };
     let ack = build_ack(&AckHeader::from_message(&message), Err(&rejection), "ACK-7", NOW);
     assert!(ack.contains(r"bad value `A\F\B\S\C`"));
+    assert!(ack.contains("|PID^1^5^1^1|"), "{ack}");
     assert_eq!(parse_ack(ack.as_bytes()).unwrap().text.as_deref(), Some("bad value `A|B^C`"));
 }
