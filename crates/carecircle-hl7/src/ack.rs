@@ -134,13 +134,16 @@ impl Rejection {
     /// The rejection for a message that could not be parsed.
     pub fn from_parse_error(error: &ParseError) -> Self {
         let ack_code = match error {
-            ParseError::Empty | ParseError::MissingHeader | ParseError::Delimiters(_) => AckCode::Reject,
+            ParseError::Empty | ParseError::MissingHeader | ParseError::Delimiters(_) | ParseError::TooManyElements => {
+                AckCode::Reject
+            }
             ParseError::InvalidSegmentId { .. } => AckCode::Error,
         };
         let error_code = match error {
             ParseError::InvalidSegmentId { .. } => ErrorCode::SegmentSequenceError,
             ParseError::Delimiters(_) => ErrorCode::DataTypeError,
             ParseError::Empty | ParseError::MissingHeader => ErrorCode::RequiredFieldMissing,
+            ParseError::TooManyElements => ErrorCode::ApplicationInternalError,
         };
         let reason = match error {
             // The segment text may hold personal data: report only its position.

@@ -25,4 +25,6 @@ pub use datatypes::{
     TimestampError, UnknownTimeZone,
 };
 pub use delimiters::{DelimiterError, Delimiters};
-pub use message::{parse_header, parse_message, Component, Field, Location, Message, ParseError, Repetition, Segment};
+pub use message::{
+    parse_header, parse_message, Component, Field, Location, Message, ParseError, Repetition, Segment, MAX_ELEMENTS,
+};

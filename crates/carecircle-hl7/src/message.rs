@@ -12,6 +12,11 @@ use thiserror::Error;
 
 use crate::delimiters::{bytes_to_text, DelimiterError, Delimiters};
 
+/// At most this many delimiters (field, repetition, component, subcomponent) in one message.
+/// Each becomes a node of the tree (tens of bytes), so a 1 MiB frame of `~` would otherwise cost
+/// about a hundred times its size; real ADT messages hold a few thousand.
+pub const MAX_ELEMENTS: usize = 100_000;
+
 /// Why bytes could not be read as an HL7 v2 message.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ParseError {
@@ -24,6 +29,10 @@ pub enum ParseError {
     /// MSH-1/MSH-2 do not declare usable delimiters.
     #[error("MSH-2: {0}")]
     Delimiters(#[from] DelimiterError),
+    /// The message has more delimiters than [`MAX_ELEMENTS`]: parsing it would take far more
+    /// memory than any ADT message needs.
+    #[error("the message has more than {MAX_ELEMENTS} fields, repetitions, components and subcomponents")]
+    TooManyElements,
     /// A segment id is not three upper-case letters or digits.
     #[error("segment {segment_number} has an invalid segment id `{found}`")]
     InvalidSegmentId {
@@ -38,7 +47,7 @@ impl ParseError {
     /// Where the error is, for the ERR segment of the acknowledgement.
     pub fn location(&self) -> Option<Location> {
         match self {
-            ParseError::Empty | ParseError::MissingHeader => None,
+            ParseError::Empty | ParseError::MissingHeader | ParseError::TooManyElements => None,
             ParseError::Delimiters(_) => Some(Location::field("MSH", 1, 2)),
             ParseError::InvalidSegmentId { .. } => None,
         }
@@ -297,7 +306,7 @@ pub fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
     let text = bytes_to_text(bytes);
     let mut lines = text.split(['\r', '\n']).map(|l| l.trim_start_matches([' ', '\t'])).filter(|l| !l.is_empty());
     let first = lines.next().ok_or(ParseError::Empty)?;
-    let (delimiters, msh) = parse_header_segment(first)?;
+    let (delimiters, msh) = parse_header_segment(first, &text)?;
     let mut segments = vec![msh];
     for (i, line) in lines.enumerate() {
         segments.push(parse_segment(line, &delimiters, i + 2)?);
@@ -311,11 +320,23 @@ pub fn parse_header(bytes: &[u8]) -> Result<Message, ParseError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = bytes_to_text(bytes);
     let first = text.split(['\r', '\n']).map(|l| l.trim_start_matches([' ', '\t'])).find(|l| !l.is_empty());
-    let (delimiters, msh) = parse_header_segment(first.ok_or(ParseError::Empty)?)?;
+    let first = first.ok_or(ParseError::Empty)?;
+    let (delimiters, msh) = parse_header_segment(first, first)?;
     Ok(Message { delimiters, segments: vec![msh] })
 }
 
-fn parse_header_segment(line: &str) -> Result<(Delimiters, Segment), ParseError> {
+/// Refuses text with more than [`MAX_ELEMENTS`] delimiters before building any tree.
+fn check_size(text: &str, d: &Delimiters) -> Result<(), ParseError> {
+    let n_elements =
+        text.chars().filter(|&c| c == d.field || c == d.component || c == d.repetition || c == d.subcomponent).count();
+    if n_elements > MAX_ELEMENTS {
+        return Err(ParseError::TooManyElements);
+    }
+    Ok(())
+}
+
+/// Parses the MSH segment; `text` is the whole message (or just the MSH line), checked for size.
+fn parse_header_segment(line: &str, text: &str) -> Result<(Delimiters, Segment), ParseError> {
     let rest = line.strip_prefix("MSH").ok_or(ParseError::MissingHeader)?;
     let mut chars = rest.chars();
     let field_separator = chars.next().ok_or(ParseError::MissingHeader)?;
@@ -325,6 +346,7 @@ fn parse_header_segment(line: &str) -> Result<(Delimiters, Segment), ParseError>
         None => (after_separator, None),
     };
     let delimiters = Delimiters::from_msh(field_separator, encoding)?;
+    check_size(text, &delimiters)?;
     let mut msh = Message::new(delimiters).segments.remove(0);
     if let Some(fields_text) = fields_text {
         msh.fields.extend(fields_text.split(field_separator).map(|f| parse_field(f, &delimiters)));
@@ -431,6 +453,10 @@ PV1|1|I|WARD1^BAY2^BED3^RXX01||||||||||||||||V00042^^^RXX^VN\r";
         );
         // The header alone can still be read for the acknowledgement.
         assert_eq!(parse_header(b"MSH|^~\\&|A\rpv1|x\r").unwrap().header().value(3), "A");
+        let bomb = format!("MSH|^~\\&|A\rNTE|{}\r", "~".repeat(MAX_ELEMENTS));
+        assert_eq!(parse_message(bomb.as_bytes()), Err(ParseError::TooManyElements));
+        let fine = format!("MSH|^~\\&|A\rNTE|{}\r", "~".repeat(MAX_ELEMENTS - 10));
+        assert!(parse_message(fine.as_bytes()).is_ok());
     }
 
     #[test]
