@@ -458,7 +458,15 @@ impl AccessEngine {
     fn evaluate(&self, request: &AccessRequest, consent: &PersonConsent, explaining: bool) -> Evaluation {
         let who = &request.who;
         let break_glass = request.break_glass_reason.is_some();
-        let Some((user_org, user_partner)) = self.partner_of(&who.organisation_id) else {
+        // A person or an administrator acts for no partner: they are placed beside the
+        // custodian, where only the policies written for them (a person's own record, the
+        // administrator's governance data) can permit anything; staff-only policies never match.
+        let acting_for = self.partner_of(&who.organisation_id).or_else(|| {
+            matches!(who.kind, UserKind::Person | UserKind::Administrator)
+                .then(|| self.partner_of(&request.what.custodian_id))
+                .flatten()
+        });
+        let Some((user_org, user_partner)) = acting_for else {
             return Evaluation::refused(
                 break_glass,
                 "baseline:unknown-organisation",

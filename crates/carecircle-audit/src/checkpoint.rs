@@ -75,8 +75,9 @@ fn hex_id(id: &[u8; 4]) -> String {
 
 /// Splits `name+hexid+base64` and checks the key type byte; returns the name, id and key bytes.
 fn parse_key_parts(text: &str) -> Result<(String, [u8; 4], [u8; 32]), CheckpointError> {
-    let mut parts = text.trim().split('+');
-    let (Some(name), Some(id), Some(key), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    // The key is standard base64, which may itself contain '+': split off the name and id only.
+    let mut parts = text.trim().splitn(3, '+');
+    let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(CheckpointError::MalformedKey("expected name+id+key"));
     };
     if !valid_name(name) {

@@ -209,11 +209,16 @@ async fn resolve_principal(record: &Record, verified: &VerifiedToken) -> Result<
     }
     let fhir_user = match &claims.fhir_user {
         Some(user) => user.clone(),
-        None if verified.issuer_kind == IssuerKind::External => {
-            practitioner_by_identifier(record, &claims.iss, &claims.sub).await?
-        }
+        None if verified.issuer_kind == IssuerKind::External => practitioner_by_identifier(record, &claims.iss, &claims.sub).await?,
         None => return Err(Refusal::Unauthenticated("the token names no user (fhirUser)".into())),
     };
+    resolve_user(record, &fhir_user, principal).await
+}
+
+/// Completes `principal` for `fhir_user` (`Practitioner/{id}` or `Patient/{id}`): the person,
+/// or the practitioner's active role, organisation (the partner of its team) and role code.
+async fn resolve_user(record: &Record, fhir_user: &str, mut principal: Principal) -> Result<Principal, Refusal> {
+    let fhir_user = fhir_user.to_string();
     if let Some(id) = id_of(&fhir_user, "Patient") {
         let patient = record.read("Patient", id).await?;
         if inactive(&patient.json().unwrap_or_default()) {
@@ -281,6 +286,31 @@ async fn practitioner_by_identifier(record: &Record, issuer: &str, subject: &str
         [] => Err(Refusal::Unauthenticated("the token's user is not known to this server".into())),
         _ => Err(Refusal::Unauthenticated("the token's user matches several practitioners".into())),
     }
+}
+
+/// The principal a user would be, for explaining decisions about them: `fhir_user` with the
+/// purpose and reason given. `Err` with a message when the user is unknown or has no role.
+pub async fn principal_for_user(
+    record: &Record,
+    fhir_user: &str,
+    purpose: &str,
+    reason: Option<String>,
+) -> Result<Principal, ApiError> {
+    let base = Principal {
+        kind: PrincipalKind::Admin,
+        subject: fhir_user.to_string(),
+        organization: None,
+        role: None,
+        can_break_glass: false,
+        purpose: purpose.to_string(),
+        reason,
+        scopes: Scopes::default(),
+        token_id: String::new(),
+    };
+    resolve_user(record, fhir_user, base).await.map_err(|refusal| match refusal {
+        Refusal::Unauthenticated(message) => ApiError::bad_request(Issue::error(IssueType::Value, message.replace("the token's user", "the user")).at("user")),
+        Refusal::Api(error) => error,
+    })
 }
 
 /// A 403 unless the principal's scopes allow `interaction` on `resource_type` (`None`: all types).

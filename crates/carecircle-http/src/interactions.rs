@@ -253,11 +253,12 @@ fn history_query(
 async fn history(
     state: &AppState,
     principal: &Principal,
+    headers: &HeaderMap,
     query: HistoryQuery,
     path: &str,
     raw: &Option<String>,
 ) -> Result<Response, ApiError> {
-    let guarded = session(state, principal, &HeaderMap::new(), raw.as_deref())?.history(query.clone()).await?;
+    let guarded = session(state, principal, headers, raw.as_deref())?.history(query.clone()).await?;
     let mut bundle = history_bundle(&state.config.base_url, path, &query_pairs(raw), &query, &guarded.value);
     mark_withheld(&mut bundle, guarded.withheld, guarded.total_known);
     Ok(fhir_response(StatusCode::OK, &bundle))
@@ -268,9 +269,10 @@ pub async fn history_system(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     RawQuery(raw): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     require_scope(&principal, None, Interaction::Search)?;
-    history(&state, &principal, history_query(None, None, &raw)?, "/_history", &raw).await
+    history(&state, &principal, &headers, history_query(None, None, &raw)?, "/_history", &raw).await
 }
 
 /// `GET /{type}/_history`.
@@ -279,10 +281,11 @@ pub async fn history_type(
     Extension(principal): Extension<Principal>,
     Path(resource_type): Path<String>,
     RawQuery(raw): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     require_scope(&principal, Some(&resource_type), Interaction::Search)?;
     let path = format!("/{resource_type}/_history");
-    history(&state, &principal, history_query(Some(resource_type), None, &raw)?, &path, &raw).await
+    history(&state, &principal, &headers, history_query(Some(resource_type), None, &raw)?, &path, &raw).await
 }
 
 /// `GET /{type}/{id}/_history`.
@@ -291,10 +294,11 @@ pub async fn history_instance(
     Extension(principal): Extension<Principal>,
     Path((resource_type, id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     require_scope(&principal, Some(&resource_type), Interaction::Read)?;
     let path = format!("/{resource_type}/{id}/_history");
-    history(&state, &principal, history_query(Some(resource_type), Some(id), &raw)?, &path, &raw).await
+    history(&state, &principal, &headers, history_query(Some(resource_type), Some(id), &raw)?, &path, &raw).await
 }
 
 /// `POST /` with a batch or transaction Bundle.
@@ -316,6 +320,7 @@ pub async fn instance_operation(
     Extension(principal): Extension<Principal>,
     Path((resource_type, id, operation)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = query_pairs(&raw);
     // Operations read whole compartments or partners' data sets: they need search on every type.
@@ -347,14 +352,15 @@ pub async fn instance_operation(
                     }
                 }
             }
-            let guarded = session(&state, &principal, &HeaderMap::new(), raw.as_deref())?.everything(&id, count, offset).await?;
+            let guarded = session(&state, &principal, &headers, raw.as_deref())?.everything(&id, count, offset).await?;
             let path = format!("/Patient/{id}/$everything");
             let mut bundle = everything_bundle(&state.config.base_url, &path, count, offset, &guarded.value);
             mark_withheld(&mut bundle, guarded.withheld, guarded.total_known);
             Ok(fhir_response(StatusCode::OK, &bundle))
         }
+        (_, "$explain") => crate::explain::explain(&state, &principal, &resource_type, &id, &params).await,
         ("Patient", "$access-log") => crate::audit::access_log(&state, &principal, &id, &raw).await,
-        ("Organization", "$custodian-export") => custodian_export(&state, &principal, &id).await,
+        ("Organization", "$custodian-export") => custodian_export(&state, &principal, &headers, &id).await,
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             Issue::error(
@@ -368,7 +374,12 @@ pub async fn instance_operation(
 /// Every resource the organisation is custodian of, as NDJSON (`application/fhir+ndjson`).
 /// Only the partner itself (its systems and staff) and the administrator may export it; the
 /// export is audited as one event.
-async fn custodian_export(state: &AppState, principal: &Principal, organization_id: &str) -> Result<Response, ApiError> {
+async fn custodian_export(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    organization_id: &str,
+) -> Result<Response, ApiError> {
     state.record.read("Organization", organization_id).await?;
     let organisation = format!("Organization/{organization_id}");
     if !principal.is_admin() && principal.organization.as_deref() != Some(organisation.as_str()) {
@@ -377,7 +388,7 @@ async fn custodian_export(state: &AppState, principal: &Principal, organization_
             Issue::error(IssueType::Forbidden, "only the partner itself or the administrator may export a partner's data"),
         ));
     }
-    session(state, principal, &HeaderMap::new(), Some("$custodian-export"))?.audit_export(&organisation).await?;
+    session(state, principal, headers, Some("$custodian-export"))?.audit_export(&organisation).await?;
     let mut query = SearchQuery::all(None);
     query.filters.push(carecircle_fhir::search::Filter {
         param: "_source".into(),

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 mod bundles;
 mod capability;
+mod explain;
 pub mod error;
 pub mod fhir_json;
 mod interactions;

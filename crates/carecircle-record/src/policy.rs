@@ -267,11 +267,6 @@ impl PolicyAccess {
         Ok((request, consent, in_care))
     }
 
-    /// A governance lead's account of why `principal` may or may not `action` the resource.
-    pub async fn explain(&self, principal: &Principal, action: AccessAction, candidate: &Candidate<'_>) -> Result<String, RecordError> {
-        let (request, consent, _) = self.request_for(principal, action, candidate, &mut HashMap::new()).await?;
-        Ok(self.engine().explain(&request, &consent))
-    }
 }
 
 fn today() -> time::Date {
@@ -313,6 +308,11 @@ impl AccessControl for PolicyAccess {
             });
         }
         Ok(verdicts)
+    }
+
+    async fn explain(&self, principal: &Principal, action: AccessAction, candidate: &Candidate<'_>) -> Result<String, RecordError> {
+        let (request, consent, _) = self.request_for(principal, action, candidate, &mut HashMap::new()).await?;
+        Ok(self.engine().explain(&request, &consent))
     }
 
     async fn after_write(&self, resource_type: &str, resource: Option<&Value>) {

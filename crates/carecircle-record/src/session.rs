@@ -76,6 +76,13 @@ pub trait AccessControl: Send + Sync {
         candidates: &[Candidate<'_>],
     ) -> Result<Vec<Verdict>, RecordError>;
 
+    /// A governance lead's account of the decision for one candidate: which policies were
+    /// considered and matched, which agreement clause and consent provision decided.
+    async fn explain(&self, principal: &Principal, action: AccessAction, candidate: &Candidate<'_>) -> Result<String, RecordError> {
+        let verdict = self.decide(principal, action, std::slice::from_ref(candidate)).await?;
+        Ok(verdict.first().map(|v| v.explanation.clone()).unwrap_or_default())
+    }
+
     /// Called after any write, so cached facts (agreements, consents, care teams) that the
     /// write changes are dropped before the next decision.
     async fn after_write(&self, _resource_type: &str, _resource: Option<&Value>) {}
@@ -556,6 +563,15 @@ impl Session<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Audits a governance lead's look at who may see a resource (`$explain`).
+    pub async fn audit_explain(&self, resource_type: &str, id: &str, person: Option<String>) -> Result<(), RecordError> {
+        let mut record = self.audit_record(AuditAction::Read, AuditOutcome::Success);
+        record.entity = Some(AuditEntity { resource_type: resource_type.into(), id: id.into(), version: None });
+        record.patient_id = person;
+        record.query = Some("$explain".into());
+        self.append(vec![record]).await
     }
 
     /// Audits an export of one partner's data (the caller checked who may export).

@@ -1,6 +1,7 @@
 //! The `carecircle` binary: serve the record, run the demo partnership, import FHIR data,
 //! migrate the database.
 
+mod guard;
 mod import;
 mod link;
 mod token;
@@ -36,13 +37,13 @@ struct Cli {
 
 /// Where the record is kept.
 #[derive(Args, Clone)]
-struct StorageArgs {
+pub(crate) struct StorageArgs {
     /// Directory of the embedded SQLite database (created if missing). Ignored with --database.
     #[arg(long, global = true, env = "CARECIRCLE_DATA_DIR", default_value = "data")]
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// A PostgreSQL URL (postgres://user@host:port/db) to use instead of the embedded SQLite file.
     #[arg(long, global = true, env = "CARECIRCLE_DATABASE_URL")]
-    database: Option<String>,
+    pub(crate) database: Option<String>,
     /// Directory of the server's signing keys (default: DATA_DIR/keys). Servers sharing one
     /// PostgreSQL database must share it too.
     #[arg(long, global = true, env = "CARECIRCLE_KEY_DIR")]
@@ -66,6 +67,10 @@ struct ServeArgs {
     default_custodian: String,
     #[command(flatten)]
     auth: token::AuthArgs,
+    /// The partnership's consent scheme: opt-out (shared for direct care unless the person
+    /// objects) or opt-in (nothing shared until the person agrees).
+    #[arg(long, value_enum, default_value = "opt-out", env = "CARECIRCLE_CONSENT_SCHEME")]
+    consent_scheme: guard::ConsentScheme,
 }
 
 #[derive(Subcommand)]
@@ -113,6 +118,9 @@ enum Command {
     /// carecircle token --system --org org-vale-hospital; carecircle token --admin;
     /// carecircle token --user prac-x --purpose ETREAT --reason "unconscious in ED"
     Token(token::TokenArgs),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Link partner lists (CSV): decide which records are the same person.
     ///
     /// Example: carecircle link --mapping gp.toml --out clusters.csv gp.csv
@@ -130,6 +138,13 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         people: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every entry against its hash, its position and the signed checkpoints. Exits 0 with
+    /// the entry count and root hash when intact, 1 naming the first bad entry otherwise.
+    Verify,
 }
 
 fn init_logging(format: &str) {
@@ -160,12 +175,19 @@ async fn open_store(storage: &StorageArgs) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store)
 }
 
-async fn serve(record: Record, args: &ServeArgs, key_dir: &std::path::Path) -> anyhow::Result<()> {
+async fn serve(
+    store: Arc<dyn Store>,
+    storage: &StorageArgs,
+    args: &ServeArgs,
+    key_dir: &std::path::Path,
+) -> anyhow::Result<()> {
     let default_custodian = custodian_reference(&args.default_custodian)
         .map_err(|issue| anyhow::anyhow!("--default-custodian: {}", issue.diagnostics))?;
     let base_url =
         args.base_url.clone().unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_string();
     carecircle_http::init_metrics();
+    let origin = guard::audit_origin(&base_url)?;
+    let record = guard::guarded_record(store, storage, key_dir, &origin, args.consent_scheme).await?;
     let config = HttpConfig {
         base_url: base_url.clone(),
         max_body_bytes: args.max_body_bytes,
@@ -199,9 +221,13 @@ async fn main() -> anyhow::Result<()> {
     init_logging(&cli.log_format);
     let key_dir = token::key_dir(&cli.storage.key_dir, &cli.storage.data_dir);
     match cli.command {
-        Command::Serve(args) => {
-            let record = Record::new(open_store(&cli.storage).await?);
-            serve(record, &args, &key_dir).await
+        Command::Serve(args) => serve(open_store(&cli.storage).await?, &cli.storage, &args, &key_dir).await,
+        Command::Audit(AuditCommand::Verify) => {
+            if guard::verify(&cli.storage, &key_dir).await? {
+                Ok(())
+            } else {
+                std::process::exit(1);
+            }
         }
         Command::Token(args) => {
             println!("{}", token::mint(&key_dir, &args)?);
@@ -209,8 +235,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo { serve: mut args, seed, people } => {
             args.auth.dev_issuer = true;
-            let record = Record::new(open_store(&cli.storage).await?);
-            import::ensure_demo(&record, seed, people).await?;
+            let store = open_store(&cli.storage).await?;
+            import::ensure_demo(&Record::new(store.clone()), seed, people).await?;
             let base = args.base_url.clone().unwrap_or_else(|| format!("http://{}", args.listen));
             println!(
                 "Joe's record from every partner: {base}/Patient/{}/$everything",
@@ -220,7 +246,7 @@ async fn main() -> anyhow::Result<()> {
                 "Tokens for its users: carecircle --data-dir {} token --user <Practitioner id>",
                 cli.storage.data_dir.display()
             );
-            serve(record, &args, &key_dir).await
+            serve(store, &cli.storage, &args, &key_dir).await
         }
         Command::Import { paths, custodian, batch_size } => {
             let custodian = custodian_reference(&custodian)

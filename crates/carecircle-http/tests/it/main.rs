@@ -1,6 +1,7 @@
 //! Integration tests of the FHIR REST API: each test gets its own app on its own SQLite file and
 //! talks to it through the router, as a client would.
 
+mod access;
 mod auth;
 mod bad_input;
 mod bundles;

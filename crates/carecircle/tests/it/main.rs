@@ -1,10 +1,12 @@
 //! The `carecircle` binary as a data engineer uses it: import files (with a bad line and a
 //! transaction Bundle among them), migrate, and write demo data.
 
+mod audit;
+
 use std::path::Path;
 use std::process::Command;
 
-fn carecircle(data_dir: &Path) -> Command {
+pub(crate) fn carecircle(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_carecircle"));
     command.arg("--data-dir").arg(data_dir).env("RUST_LOG", "warn");
     command
