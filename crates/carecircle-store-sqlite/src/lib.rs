@@ -7,16 +7,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use carecircle_fhir::search::{Include, SearchQuery, Summary};
-use carecircle_fhir::IndexValue;
 use carecircle_store::sql::{self, Dialect, SearchShape, SqlValue, Statement};
-use carecircle_store::{
-    check_expected_version, now_millis, stamp_resource, HistoryQuery, Page, Store, StoreError, StoredResource,
-    WriteEffect, WriteOp, WriteOutcome,
-};
+use carecircle_store::{now_millis, HistoryQuery, Page, Store, StoreError, StoredResource, WriteOp, WriteOutcome};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
+mod write;
+
 /// Numbered migrations, applied in order and recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/0001_init.sql")), (2, include_str!("../migrations/0002_reference_lookup.sql"))];
 
 /// Reader connections: enough for concurrent requests on a small machine.
 const N_READERS: usize = 4;
@@ -157,153 +156,6 @@ fn query_count(connection: &Connection, statement: &Statement) -> Result<usize, 
     Ok(n as usize)
 }
 
-fn apply_writes(connection: &mut Connection, writes: Vec<WriteOp>) -> Result<Vec<WriteOutcome>, StoreError> {
-    let transaction =
-        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(backend)?;
-    let now = now_millis();
-    let mut outcomes = Vec::with_capacity(writes.len());
-    for write in writes {
-        outcomes.push(apply_one(&transaction, write, now)?);
-    }
-    transaction.commit().map_err(backend)?;
-    Ok(outcomes)
-}
-
-fn apply_one(tx: &rusqlite::Transaction<'_>, write: WriteOp, now: i64) -> Result<WriteOutcome, StoreError> {
-    let (resource_type, id, expected) = match &write {
-        WriteOp::Put { resource_type, id, expected_version, .. }
-        | WriteOp::Delete { resource_type, id, expected_version } => {
-            (resource_type.clone(), id.clone(), *expected_version)
-        }
-    };
-    let existing: Option<(i64, i64, bool)> = tx
-        .prepare_cached("SELECT pk, version, deleted FROM resources WHERE res_type = ?1 AND res_id = ?2")
-        .map_err(backend)?
-        .query_row(params![resource_type, id], |row| Ok((row.get(0)?, row.get(1)?, row.get::<_, i64>(2)? != 0)))
-        .optional()
-        .map_err(backend)?;
-    let (current_version, current_deleted) = existing.map_or((0, false), |(_, v, d)| (v, d));
-    check_expected_version(&resource_type, &id, expected, current_version, current_deleted)?;
-
-    match write {
-        WriteOp::Put { mut resource, index, custodian, .. } => {
-            let version = current_version + 1;
-            stamp_resource(&mut resource, &id, version, now);
-            let body = serde_json::to_string(&resource).map_err(backend)?;
-            let pk = match existing {
-                Some((pk, _, _)) => {
-                    archive_current(tx, pk)?;
-                    tx.prepare_cached("UPDATE resources SET version = ?1, last_updated = ?2, deleted = 0, custodian = ?3, body = ?4 WHERE pk = ?5")
-                        .map_err(backend)?
-                        .execute(params![version, now, custodian, body, pk])
-                        .map_err(backend)?;
-                    delete_index(tx, pk)?;
-                    pk
-                }
-                None => {
-                    tx.prepare_cached(
-                        "INSERT INTO resources (res_type, res_id, version, last_updated, deleted, custodian, body) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
-                    )
-                    .map_err(backend)?
-                    .execute(params![resource_type, id, version, now, custodian, body])
-                    .map_err(backend)?;
-                    tx.last_insert_rowid()
-                }
-            };
-            for entry in &index {
-                insert_index_entry(tx, pk, sql::param_key(&resource_type, &entry.param), &entry.value)?;
-            }
-            let effect =
-                if existing.is_none() || current_deleted { WriteEffect::Created } else { WriteEffect::Updated };
-            Ok(WriteOutcome {
-                effect,
-                stored: StoredResource {
-                    resource_type,
-                    id,
-                    version,
-                    last_updated: now,
-                    deleted: false,
-                    custodian,
-                    body: Some(body),
-                },
-            })
-        }
-        WriteOp::Delete { .. } => match existing {
-            Some((pk, version, false)) => {
-                archive_current(tx, pk)?;
-                tx.prepare_cached(
-                    "UPDATE resources SET version = ?1, last_updated = ?2, deleted = 1, body = NULL WHERE pk = ?3",
-                )
-                .map_err(backend)?
-                .execute(params![version + 1, now, pk])
-                .map_err(backend)?;
-                delete_index(tx, pk)?;
-                let custodian: Option<String> = tx
-                    .query_row("SELECT custodian FROM resources WHERE pk = ?1", params![pk], |row| row.get(0))
-                    .map_err(backend)?;
-                Ok(WriteOutcome::deleted(resource_type, id, version + 1, now, custodian))
-            }
-            _ => Ok(WriteOutcome::unchanged(resource_type, id, current_version, now)),
-        },
-    }
-}
-
-/// Inserts one index row. The statements are fixed per table and values are bound by reference,
-/// so the bulk-import hot path allocates nothing per row.
-fn insert_index_entry(tx: &rusqlite::Transaction<'_>, pk: i64, key: i64, value: &IndexValue) -> Result<(), StoreError> {
-    let result = match value {
-        IndexValue::String { normalized, exact } => tx
-            .prepare_cached("INSERT OR IGNORE INTO idx_string (resource_pk, param_key, value_norm, value_exact) VALUES (?1, ?2, ?3, ?4)")
-            .and_then(|mut s| s.execute(params![pk, key, normalized, exact])),
-        IndexValue::Token { system, code } => tx
-            .prepare_cached("INSERT OR IGNORE INTO idx_token (resource_pk, param_key, system, code) VALUES (?1, ?2, ?3, ?4)")
-            .and_then(|mut s| s.execute(params![pk, key, system.as_deref().unwrap_or(""), code])),
-        IndexValue::Reference { target_type, target_id, url } => tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO idx_reference (resource_pk, param_key, target_type, target_id, url) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![pk, key, target_type.as_deref().unwrap_or(""), target_id.as_deref().unwrap_or(""), url])
-            }),
-        IndexValue::Date(range) => tx
-            .prepare_cached("INSERT OR IGNORE INTO idx_date (resource_pk, param_key, start_ms, end_ms) VALUES (?1, ?2, ?3, ?4)")
-            .and_then(|mut s| s.execute(params![pk, key, range.start, range.end])),
-        IndexValue::Number(number) => tx
-            .prepare_cached("INSERT OR IGNORE INTO idx_number (resource_pk, param_key, value) VALUES (?1, ?2, ?3)")
-            .and_then(|mut s| s.execute(params![pk, key, number])),
-        IndexValue::Quantity { value, system, code } => tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO idx_quantity (resource_pk, param_key, value, system, code) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut s| s.execute(params![pk, key, value, system.as_deref().unwrap_or(""), code.as_deref().unwrap_or("")])),
-        IndexValue::Uri(uri) => tx
-            .prepare_cached("INSERT OR IGNORE INTO idx_uri (resource_pk, param_key, uri) VALUES (?1, ?2, ?3)")
-            .and_then(|mut s| s.execute(params![pk, key, uri])),
-    };
-    result.map(|_| ()).map_err(backend)
-}
-
-fn archive_current(tx: &rusqlite::Transaction<'_>, pk: i64) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO resource_versions (res_type, res_id, version, last_updated, deleted, custodian, body) \
-         SELECT res_type, res_id, version, last_updated, deleted, custodian, body FROM resources WHERE pk = ?1",
-    )
-    .map_err(backend)?
-    .execute(params![pk])
-    .map_err(backend)?;
-    Ok(())
-}
-
-fn delete_index(tx: &rusqlite::Transaction<'_>, pk: i64) -> Result<(), StoreError> {
-    for table in sql::INDEX_TABLES {
-        tx.prepare_cached(&format!("DELETE FROM {table} WHERE resource_pk = ?1"))
-            .map_err(backend)?
-            .execute(params![pk])
-            .map_err(backend)?;
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     fn backend_name(&self) -> &'static str {
@@ -319,6 +171,8 @@ impl Store for SqliteStore {
                 tx.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0)).map_err(backend)?;
             for (version, script) in MIGRATIONS {
                 if *version > applied {
+                    // Migrations that rebuild an index take a while on a large store: say so.
+                    tracing::info!(version, "applying sqlite migration");
                     tx.execute_batch(script).map_err(|e| backend(format!("migration {version}: {e}")))?;
                     tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)", params![version, now_millis()])
                         .map_err(backend)?;
@@ -367,7 +221,7 @@ impl Store for SqliteStore {
     }
 
     async fn apply(&self, writes: Vec<WriteOp>) -> Result<Vec<WriteOutcome>, StoreError> {
-        self.with_writer(move |connection| apply_writes(connection, writes)).await
+        self.with_writer(move |connection| write::apply_writes(connection, writes)).await
     }
 
     async fn search(&self, query: &SearchQuery) -> Result<Page, StoreError> {

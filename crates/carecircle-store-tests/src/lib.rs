@@ -26,6 +26,9 @@ macro_rules! store_test_suite {
             search_matches_each_parameter_type,
             search_pages_sorts_and_counts,
             includes_and_revincludes_follow_references,
+            references_match_by_id_and_by_url,
+            one_batch_may_write_a_resource_twice,
+            a_large_batch_mixes_creates_updates_and_deletes,
             patient_compartment_holds_linked_resources,
             custodian_filter_lists_one_partners_data,
             history_lists_versions_newest_first
@@ -266,6 +269,137 @@ pub async fn includes_and_revincludes_follow_references(store: TestStore) {
     let p1 = store.read("Patient", "p1").await.unwrap().unwrap();
     let rev = Include { source_type: "Encounter".into(), param: "subject".into(), target_type: None };
     assert_eq!(keys(&store.revinclude(&[p1], &rev).await.unwrap()), ["Encounter/e1"]);
+}
+
+/// A reference search matches by id (with or without type) and by the url exactly as written,
+/// whether or not the url ends in a `Type/id`; `_revinclude` with any parameter finds every
+/// referencing resource.
+pub async fn references_match_by_id_and_by_url(store: TestStore) {
+    seed_people(&store).await;
+    let observation = |id: &str, reference: &str| {
+        put(
+            json!({"resourceType": "Observation", "id": id, "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+                "subject": {"reference": reference}}),
+            "Organization/hospital",
+        )
+    };
+    store
+        .apply(vec![
+            observation("o-history", "http://example.org/fhir/Patient/p9/_history/2"),
+            observation("o-urn", "urn:uuid:6c1a5d0e-39a3-4b8e-9d7e-0f1f8a0b2c3d"),
+            observation("o-absolute", "http://example.org/fhir/Patient/p8"),
+            observation("o-group", "Group/g1"),
+        ])
+        .await
+        .unwrap();
+    let ids = |v: (Vec<String>, usize)| {
+        let mut ids = v.0;
+        ids.sort();
+        ids
+    };
+    let cases: &[(&str, &[&str])] = &[
+        ("subject=http://example.org/fhir/Patient/p9/_history/2", &["o-history"]),
+        ("subject=urn:uuid:6c1a5d0e-39a3-4b8e-9d7e-0f1f8a0b2c3d", &["o-urn"]),
+        ("subject=urn:uuid:00000000-0000-0000-0000-000000000000", &[]),
+        ("subject=p9", &["o-history"]),
+        ("subject=Patient/p9", &["o-history"]),
+        ("subject=http://example.org/fhir/Patient/p8", &["o-absolute"]),
+        ("subject=http://elsewhere.org/Patient/p8", &["o-absolute"]),
+        ("subject=Patient/p8,Group/g1", &["o-absolute", "o-group"]),
+        ("subject=Group/p8", &[]),
+        ("subject=Patient/p1", &["o1"]),
+        ("subject:missing=false&code=29463-7&subject=http://example.org/fhir/Patient/p9/_history/2", &["o-history"]),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(ids(search(&store, "Observation", query).await), *expected, "{query}");
+    }
+    let p1 = store.read("Patient", "p1").await.unwrap().unwrap();
+    let gp = store.read("Organization", "gp-1").await.unwrap().unwrap();
+    let any_param = Include { source_type: "Observation".into(), param: "*".into(), target_type: None };
+    assert_eq!(keys(&store.revinclude(std::slice::from_ref(&p1), &any_param).await.unwrap()), ["Observation/o1"]);
+    let any_type = Include { source_type: "*".into(), param: "*".into(), target_type: None };
+    let mut referencing = keys(&store.revinclude(&[p1, gp], &any_type).await.unwrap());
+    referencing.sort();
+    assert_eq!(referencing, ["Encounter/e1", "Observation/o1", "Patient/p1", "Patient/p2", "Patient/p3"]);
+    let encounter = store.read("Encounter", "e1").await.unwrap().unwrap();
+    let observation = store.read("Observation", "o1").await.unwrap().unwrap();
+    let subject = Include { source_type: "*".into(), param: "*".into(), target_type: Some("Patient".into()) };
+    assert_eq!(keys(&store.include(&[encounter, observation], &subject).await.unwrap()), ["Patient/p1"]);
+}
+
+/// Writes in one call apply in order, even to one resource twice: each sees the one before.
+pub async fn one_batch_may_write_a_resource_twice(store: TestStore) {
+    let outcomes = store
+        .apply(vec![
+            put(patient("p1", "Smith", "Joseph", "1971-03-14"), "Organization/gp-1"),
+            put(patient("p2", "Jones", "Ann", "1980-01-01"), "Organization/gp-1"),
+            put(patient("p1", "Smith", "Joe", "1971-03-14"), "Organization/gp-1"),
+            WriteOp::Delete { resource_type: "Patient".into(), id: "p2".into(), expected_version: Some(1) },
+        ])
+        .await
+        .unwrap();
+    let summary: Vec<(WriteEffect, i64)> = outcomes.iter().map(|o| (o.effect.clone(), o.stored.version)).collect();
+    assert_eq!(
+        summary,
+        [(WriteEffect::Created, 1), (WriteEffect::Created, 1), (WriteEffect::Updated, 2), (WriteEffect::Deleted, 2)]
+    );
+    let v1 = store.read_version("Patient", "p1", 1).await.unwrap().unwrap();
+    assert_eq!(v1.json().unwrap()["name"][0]["given"][0], "Joseph");
+    assert_eq!(store.read("Patient", "p1").await.unwrap().unwrap().json().unwrap()["meta"]["versionId"], "2");
+    assert!(store.read("Patient", "p2").await.unwrap().unwrap().deleted);
+    assert_eq!(search(&store, "Patient", "given=joe").await.0, ["p1"]);
+    assert_eq!(search(&store, "Patient", "given=joseph").await.1, 0);
+    assert_eq!(search(&store, "Patient", "family=jones").await.1, 0);
+}
+
+/// A batch large enough for the backends' bulk paths creates, updates, re-creates and deletes
+/// with the same results as single writes: versions, bodies, index rows and history.
+pub async fn a_large_batch_mixes_creates_updates_and_deletes(store: TestStore) {
+    let first: Vec<WriteOp> = (0..600)
+        .map(|i| put(patient(&format!("p{i}"), &format!("Family{i}"), "Before", "1971-03-14"), "Organization/gp-1"))
+        .collect();
+    store.apply(first).await.unwrap();
+    store
+        .apply(vec![WriteOp::Delete { resource_type: "Patient".into(), id: "p5".into(), expected_version: None }])
+        .await
+        .unwrap();
+    let mut second = Vec::new();
+    for i in 0..900 {
+        if i % 100 == 7 {
+            second.push(WriteOp::Delete {
+                resource_type: "Patient".into(),
+                id: format!("p{i}"),
+                expected_version: None,
+            });
+        } else {
+            second.push(put(
+                patient(&format!("p{i}"), &format!("Family{i}"), "After", "1980-05-06"),
+                "Organization/gp-2",
+            ));
+        }
+    }
+    let outcomes = store.apply(second).await.unwrap();
+    let effect = |i: usize| outcomes[i].effect.clone();
+    assert_eq!((effect(1), outcomes[1].stored.version), (WriteEffect::Updated, 2));
+    assert_eq!((effect(5), outcomes[5].stored.version), (WriteEffect::Created, 3));
+    assert_eq!((effect(7), outcomes[7].stored.version), (WriteEffect::Deleted, 2));
+    assert_eq!((effect(707), outcomes[707].stored.version), (WriteEffect::Unchanged, 0));
+    assert_eq!((effect(650), outcomes[650].stored.version), (WriteEffect::Created, 1));
+    assert_eq!(outcomes[650].stored.json().unwrap()["meta"]["versionId"], "1");
+    let p1 = store.read("Patient", "p1").await.unwrap().unwrap();
+    assert_eq!((p1.version, p1.custodian.as_deref()), (2, Some("Organization/gp-2")));
+    assert_eq!(p1.json().unwrap()["meta"]["versionId"], "2");
+    assert_eq!(
+        store.read_version("Patient", "p1", 1).await.unwrap().unwrap().json().unwrap()["name"][0]["given"][0],
+        "Before"
+    );
+    assert_eq!(search(&store, "Patient", "given=before").await.1, 0);
+    // 900 written, minus the 9 deletions (p7, p107, …, p807).
+    assert_eq!(search(&store, "Patient", "given=after").await.1, 891);
+    assert_eq!(search(&store, "Patient", "birthdate=1980-05-06&family:exact=Family65").await.0, ["p65"]);
+    assert_eq!(search(&store, "Patient", "family:exact=Family7").await.1, 0);
+    assert_eq!(search(&store, "Patient", "family:exact=Family70").await.0, ["p70"]);
 }
 
 fn keys(resources: &[StoredResource]) -> Vec<String> {

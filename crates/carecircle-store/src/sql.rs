@@ -379,6 +379,12 @@ fn write_index_subquery(w: &mut SqlWriter, resource_type: Option<&str>, filter: 
         }
         return;
     }
+    if filter.kind == SearchParamType::Reference {
+        if let Some(ids) = reference_target_ids(&filter.any_of) {
+            w.push(" AND ");
+            write_in_list(w, "x.target_id", &ids);
+        }
+    }
     w.push(" AND (");
     for (i, condition) in filter.any_of.iter().enumerate() {
         if i > 0 {
@@ -482,6 +488,45 @@ fn write_value_condition(w: &mut SqlWriter, condition: &Condition) {
             w.push("1 = 0");
         }
     }
+}
+
+/// The values `target_id` can take in the index rows matching any of `conditions` (reference
+/// conditions), so that the reference lookup index `(param_key, target_id, …)` can seek them
+/// instead of scanning every row of the parameter; `None` when some condition is not a
+/// reference. A condition on an id matches rows with that id. A row's `target_id` is taken from
+/// its own url (the id of a trailing `Type/id`, optionally followed by `/_history/n`), or is
+/// `''`, so a row whose url is `url` has `''` or one of the segments of `url` between `/`, `?`
+/// and `#`: listing them all is a superset that costs a few seeks and needs no copy of the
+/// parsing rule.
+fn reference_target_ids(conditions: &[Condition]) -> Option<Vec<&str>> {
+    let mut ids: Vec<&str> = Vec::new();
+    for condition in conditions {
+        let Condition::Reference { target_id, url, .. } = condition else { return None };
+        ids.extend(target_id.as_deref());
+        if let Some(url) = url {
+            ids.push("");
+            ids.extend(url.split(['/', '?', '#']));
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Some(ids)
+}
+
+/// The keys of every reference parameter of `source_type` (`*`: of every type), so that a
+/// lookup by target alone can seek the `(param_key, target_id, …)` index once per key.
+fn reference_param_keys(source_type: &str) -> Vec<i64> {
+    let defs = definitions();
+    let types: Vec<&str> = if source_type == "*" { defs.resource_types().collect() } else { vec![source_type] };
+    let mut keys = Vec::new();
+    for resource_type in types {
+        for param in defs.search_params(resource_type) {
+            if param.kind == SearchParamType::Reference {
+                keys.push(param_key(resource_type, &param.code));
+            }
+        }
+    }
+    keys
 }
 
 /// `alias.param_key = key`, or `IN (keys)` for a search across all types.
@@ -656,9 +701,11 @@ pub fn include_targets_statement(
     target_type: Option<&str>,
 ) -> Statement {
     let mut w = SqlWriter::new(dialect);
-    w.push("SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x JOIN resources r ON r.pk = x.resource_pk WHERE x.target_id <> '' AND x.target_type <> '' AND (");
-    write_key_list(&mut w, sources);
-    w.push(")");
+    // The sources' rows are listed first, so that their index rows are read through the
+    // `(resource_pk, …)` primary key rather than by scanning the parameter's lookup range.
+    w.push("SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x WHERE x.resource_pk IN (SELECT r.pk FROM resources r WHERE ");
+    write_key_list(&mut w, "r.res_type", "r.res_id", sources);
+    w.push(") AND x.target_id <> '' AND x.target_type <> ''");
     if param != "*" && source_type != "*" {
         w.push(" AND x.param_key = ").int(param_key(source_type, param));
     }
@@ -689,7 +736,7 @@ pub fn include_sources(
 pub fn read_many_statement(dialect: Dialect, keys: &[(String, String)]) -> Statement {
     let mut w = SqlWriter::new(dialect);
     w.push("SELECT ").push(RESOURCE_COLUMNS).push(" FROM resources r WHERE r.deleted = 0 AND (");
-    write_key_list(&mut w, keys);
+    write_key_list(&mut w, "r.res_type", "r.res_id", keys);
     w.push(") ORDER BY r.pk");
     w.finish()
 }
@@ -703,35 +750,77 @@ pub fn revinclude_statement(
     param: &str,
 ) -> Statement {
     let mut w = SqlWriter::new(dialect);
+    // No test of `r.res_type`: the parameter keys name the source type already, and with it a
+    // planner without statistics scans every resource of the type instead of the index.
     w.push("SELECT ").push(RESOURCE_COLUMNS).push(" FROM resources r WHERE r.deleted = 0");
-    if source_type != "*" {
-        w.push(" AND r.res_type = ").text(source_type);
-    }
-    w.push(" AND r.pk IN (SELECT x.resource_pk FROM idx_reference x WHERE (");
-    for (i, (t, id)) in targets.iter().enumerate() {
-        if i > 0 {
-            w.push(" OR ");
-        }
-        w.push("(x.target_id = ").text(id).push(" AND x.target_type = ").text(t).push(")");
-    }
+    // Both leading columns of the reference lookup index are listed: the parameter keys and the
+    // targets' ids; the types are checked per target.
+    let ids: Vec<&str> = targets.iter().map(|(_, id)| id.as_str()).collect();
+    w.push(" AND r.pk IN (SELECT x.resource_pk FROM idx_reference x WHERE ");
+    write_in_list(&mut w, "x.target_id", &ids);
+    w.push(" AND (");
+    write_key_list(&mut w, "x.target_type", "x.target_id", targets);
     w.push(")");
     if param != "*" && source_type != "*" {
         w.push(" AND x.param_key = ").int(param_key(source_type, param));
+    } else {
+        // The reference index leads with the parameter key: name every possible one.
+        let keys = reference_param_keys(source_type);
+        if keys.is_empty() {
+            w.push(" AND 1 = 0");
+        } else {
+            w.push(" AND x.param_key IN (");
+            for (i, key) in keys.iter().enumerate() {
+                if i > 0 {
+                    w.push(", ");
+                }
+                w.int(*key);
+            }
+            w.push(")");
+        }
     }
     w.push(") ORDER BY r.pk");
     w.finish()
 }
 
-fn write_key_list(w: &mut SqlWriter, keys: &[(String, String)]) {
-    if keys.is_empty() {
+/// `(type_column = T AND id_column IN (…)) OR …`, one group per type: the shape both SQLite and
+/// PostgreSQL turn into index seeks on `(type, id)` (a list of `(type = … AND id = …)` pairs of
+/// one type made SQLite scan the whole type). `1 = 0` for no keys.
+fn write_key_list(w: &mut SqlWriter, type_column: &str, id_column: &str, keys: &[(String, String)]) {
+    let mut by_type: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (resource_type, id) in keys {
+        match by_type.iter_mut().find(|(t, _)| t == resource_type) {
+            Some((_, ids)) => ids.push(id),
+            None => by_type.push((resource_type, vec![id])),
+        }
+    }
+    if by_type.is_empty() {
         w.push("1 = 0");
     }
-    for (i, (t, id)) in keys.iter().enumerate() {
+    for (i, (resource_type, ids)) in by_type.iter().enumerate() {
         if i > 0 {
             w.push(" OR ");
         }
-        w.push("(r.res_type = ").text(t).push(" AND r.res_id = ").text(id).push(")");
+        w.push("(").push(type_column).push(" = ").text(resource_type).push(" AND ");
+        write_in_list(w, id_column, ids);
+        w.push(")");
     }
+}
+
+/// `column IN (values…)`, or `1 = 0` for no values.
+fn write_in_list(w: &mut SqlWriter, column: &str, values: &[&str]) {
+    if values.is_empty() {
+        w.push("1 = 0");
+        return;
+    }
+    w.push(column).push(" IN (");
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            w.push(", ");
+        }
+        w.text(value);
+    }
+    w.push(")");
 }
 
 /// The statements paging through history (newest first) and counting it.
