@@ -280,4 +280,15 @@ mod tests {
         assert!(LogSigner::from_seed("a+b", [1; 32]).is_err());
         assert!(LogSigner::from_seed("", [1; 32]).is_err());
     }
+
+    #[test]
+    fn key_texts_round_trip_whatever_their_base64_holds() {
+        // Standard base64 uses '+': the key text must still parse, for every key.
+        for seed in 0..=255u8 {
+            let signer = LogSigner::from_seed("example.com/log", [seed; 32]).unwrap();
+            let again = LogSigner::from_secret_key(&signer.secret_key()).unwrap();
+            assert_eq!(again.verifier().verifier_key(), signer.verifier().verifier_key());
+            assert!(LogVerifier::from_verifier_key(&signer.verifier().verifier_key()).is_ok());
+        }
+    }
 }

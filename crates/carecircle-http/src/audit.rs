@@ -46,7 +46,9 @@ pub async fn checkpoint(State(state): State<AppState>) -> Result<Response, ApiEr
     let log = audit_log(&state)?;
     let checkpoint = log.checkpoint_now().await.map_err(audit_unavailable)?;
     match checkpoint {
-        Some(checkpoint) => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], checkpoint.note).into_response()),
+        Some(checkpoint) => {
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], checkpoint.note).into_response())
+        }
         None => Err(ApiError::new(StatusCode::NOT_FOUND, Issue::error(IssueType::NotFound, "the audit log is empty"))),
     }
 }
@@ -67,7 +69,8 @@ pub async fn proof(
     if !own && !is_governance(&principal) {
         return Err(forbidden("only the person an audit entry concerns, or a governance lead, may see its proof"));
     }
-    let checkpoint = log.checkpoint_now().await.map_err(audit_unavailable)?.ok_or_else(|| audit_unavailable("no checkpoint"))?;
+    let checkpoint =
+        log.checkpoint_now().await.map_err(audit_unavailable)?.ok_or_else(|| audit_unavailable("no checkpoint"))?;
     let proof = log.store().inclusion_proof(seq, checkpoint.tree_size).await.map_err(audit_unavailable)?;
     Ok(Json(json!({
         "seq": proof.seq,
@@ -83,7 +86,12 @@ pub async fn proof(
 /// `GET /Patient/{id}/$access-log`: who accessed this person's record, newest first, as a
 /// searchset Bundle of `AuditEvent`s. The person themselves (and governance leads) may ask.
 /// Paging: `_count` (default 50, at most 500) and `before` (a sequence number from the last page).
-pub async fn access_log(state: &AppState, principal: &Principal, patient_id: &str, raw: &Option<String>) -> Result<Response, ApiError> {
+pub async fn access_log(
+    state: &AppState,
+    principal: &Principal,
+    patient_id: &str,
+    raw: &Option<String>,
+) -> Result<Response, ApiError> {
     let own = principal.kind == PrincipalKind::Patient && principal.subject == format!("Patient/{patient_id}");
     if !own && !is_governance(principal) {
         return Err(forbidden("only the person themselves, or a governance lead, may read a person's access log"));
@@ -91,13 +99,21 @@ pub async fn access_log(state: &AppState, principal: &Principal, patient_id: &st
     let mut count: u32 = 50;
     let mut before = None;
     for (name, value) in raw.as_deref().map(parse_query_string).unwrap_or_default() {
-        let bad = || ApiError::bad_request(Issue::error(IssueType::Value, format!("{name} must be a non-negative integer")).at(name.clone()));
+        let bad = || {
+            ApiError::bad_request(
+                Issue::error(IssueType::Value, format!("{name} must be a non-negative integer")).at(name.clone()),
+            )
+        };
         match name.as_str() {
             "_count" => count = value.parse::<u32>().map_err(|_| bad())?.clamp(1, 500),
             "before" => before = Some(value.parse::<u64>().map_err(|_| bad())?),
             _ => {
                 return Err(ApiError::bad_request(
-                    Issue::error(IssueType::NotSupported, format!("$access-log does not support the parameter '{name}'")).at(name.clone()),
+                    Issue::error(
+                        IssueType::NotSupported,
+                        format!("$access-log does not support the parameter '{name}'"),
+                    )
+                    .at(name.clone()),
                 ))
             }
         }
@@ -105,7 +121,8 @@ pub async fn access_log(state: &AppState, principal: &Principal, patient_id: &st
     let log = audit_log(state)?;
     let entries = log.store().access_log_for_patient(patient_id, before, count).await.map_err(audit_unavailable)?;
     let base = &state.config.base_url;
-    let mut links = vec![json!({"relation": "self", "url": format!("{base}/Patient/{patient_id}/$access-log?_count={count}")})];
+    let mut links =
+        vec![json!({"relation": "self", "url": format!("{base}/Patient/{patient_id}/$access-log?_count={count}")})];
     if entries.len() == count as usize {
         if let Some(last) = entries.last() {
             links.push(json!({"relation": "next", "url": format!("{base}/Patient/{patient_id}/$access-log?_count={count}&before={}", last.seq)}));
@@ -124,11 +141,19 @@ fn period(raw: &Option<String>) -> Result<(Period, u64), ApiError> {
     let mut days: i64 = 30;
     let mut min: u64 = 20;
     for (name, value) in raw.as_deref().map(parse_query_string).unwrap_or_default() {
-        let bad = || ApiError::bad_request(Issue::error(IssueType::Value, format!("{name} must be a positive integer")).at(name.clone()));
+        let bad = || {
+            ApiError::bad_request(
+                Issue::error(IssueType::Value, format!("{name} must be a positive integer")).at(name.clone()),
+            )
+        };
         match name.as_str() {
             "days" => days = value.parse::<i64>().ok().filter(|d| *d > 0 && *d <= 3660).ok_or_else(bad)?,
             "min_persons" => min = value.parse::<u64>().ok().filter(|m| *m > 0).ok_or_else(bad)?,
-            _ => return Err(ApiError::bad_request(Issue::error(IssueType::NotSupported, format!("unknown parameter '{name}'")).at(name.clone()))),
+            _ => {
+                return Err(ApiError::bad_request(
+                    Issue::error(IssueType::NotSupported, format!("unknown parameter '{name}'")).at(name.clone()),
+                ))
+            }
         }
     }
     let now = carecircle_store::now_millis();
@@ -168,5 +193,6 @@ pub async fn break_glass(
         "break_glass_entries": r.break_glass_entries,
         "person_entries": r.person_entries,
         "rate": if r.person_entries == 0 { 0.0 } else { r.break_glass_entries as f64 / r.person_entries as f64 },
-    })).collect::<Vec<_>>()})).into_response())
+    })).collect::<Vec<_>>()}))
+    .into_response())
 }

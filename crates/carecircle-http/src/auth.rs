@@ -209,7 +209,9 @@ async fn resolve_principal(record: &Record, verified: &VerifiedToken) -> Result<
     }
     let fhir_user = match &claims.fhir_user {
         Some(user) => user.clone(),
-        None if verified.issuer_kind == IssuerKind::External => practitioner_by_identifier(record, &claims.iss, &claims.sub).await?,
+        None if verified.issuer_kind == IssuerKind::External => {
+            practitioner_by_identifier(record, &claims.iss, &claims.sub).await?
+        }
         None => return Err(Refusal::Unauthenticated("the token names no user (fhirUser)".into())),
     };
     resolve_user(record, &fhir_user, principal).await
@@ -308,7 +310,9 @@ pub async fn principal_for_user(
         token_id: String::new(),
     };
     resolve_user(record, fhir_user, base).await.map_err(|refusal| match refusal {
-        Refusal::Unauthenticated(message) => ApiError::bad_request(Issue::error(IssueType::Value, message.replace("the token's user", "the user")).at("user")),
+        Refusal::Unauthenticated(message) => ApiError::bad_request(
+            Issue::error(IssueType::Value, message.replace("the token's user", "the user")).at("user"),
+        ),
         Refusal::Api(error) => error,
     })
 }

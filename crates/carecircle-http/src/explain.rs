@@ -57,12 +57,17 @@ pub async fn explain(
         }
     }
     let user = user.ok_or_else(|| {
-        ApiError::bad_request(Issue::error(IssueType::Required, "user=Practitioner/{id} or Patient/{id} is required").at("user"))
+        ApiError::bad_request(
+            Issue::error(IssueType::Required, "user=Practitioner/{id} or Patient/{id} is required").at("user"),
+        )
     })?;
     let subject = principal_for_user(&state.record, &user, &purpose, reason).await?;
     let stored = state.record.read(resource_type, id).await?;
     let body = stored.json().unwrap_or_default();
-    let guard = state.record.guard().ok_or_else(|| ApiError::from(carecircle_record::RecordError::Internal("no access decision".into())))?;
+    let guard = state
+        .record
+        .guard()
+        .ok_or_else(|| ApiError::from(carecircle_record::RecordError::Internal("no access decision".into())))?;
     let candidate = Candidate { resource_type, id, custodian: stored.custodian.as_deref(), resource: &body };
     let verdict = guard.access.decide(&subject, action, std::slice::from_ref(&candidate)).await?.remove(0);
     let account = guard.access.explain(&subject, action, &candidate).await?;

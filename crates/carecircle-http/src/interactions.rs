@@ -140,7 +140,8 @@ pub async fn update(
     require_scope(&principal, Some(&resource_type), Interaction::Update)?;
     let caller = caller(&headers, &state, &principal)?;
     let expected = if_match(&headers)?;
-    let outcome = session(&state, &principal, &headers, None)?.update(&caller, &resource_type, &id, body, expected).await?;
+    let outcome =
+        session(&state, &principal, &headers, None)?.update(&caller, &resource_type, &id, body, expected).await?;
     let status = if outcome.effect == WriteEffect::Created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(resource_response(status, &outcome.stored, &state.config.base_url, true, return_preference(&headers)))
 }
@@ -385,7 +386,10 @@ async fn custodian_export(
     if !principal.is_admin() && principal.organization.as_deref() != Some(organisation.as_str()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            Issue::error(IssueType::Forbidden, "only the partner itself or the administrator may export a partner's data"),
+            Issue::error(
+                IssueType::Forbidden,
+                "only the partner itself or the administrator may export a partner's data",
+            ),
         ));
     }
     session(state, principal, headers, Some("$custodian-export"))?.audit_export(&organisation).await?;

@@ -5,8 +5,8 @@
 
 mod bundle;
 mod error;
-mod prepare;
 mod policy;
+mod prepare;
 mod principal;
 mod session;
 
@@ -19,8 +19,8 @@ use serde_json::Value;
 
 pub use bundle::BundleKind;
 pub use error::RecordError;
-pub use prepare::{custodian_reference, validate_incoming};
 pub use policy::{PolicyAccess, NATIONAL_OPT_OUT_EXTENSION};
+pub use prepare::{custodian_reference, validate_incoming};
 pub use principal::{Principal, PrincipalKind, DEFAULT_PURPOSE};
 pub use session::{
     person_of, AccessAction, AccessControl, Candidate, Guard, Guarded, RequestMeta, Session, Verdict, COUNT_LIMIT,

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
-use carecircle_access::engine::{AccessEngine, AccessRequest, Action, Effect, Relationship, Requester, Scheme, Target, UserKind};
+use carecircle_access::engine::{
+    AccessEngine, AccessRequest, Action, Effect, Relationship, Requester, Scheme, Target, UserKind,
+};
 use carecircle_access::{Agreement, Organisation, PersonConsent, Purpose, SensitivityLabel};
 use carecircle_fhir::search::Handling;
 use serde_json::Value;
@@ -66,7 +68,11 @@ fn labels_of(resource: &Value) -> Vec<SensitivityLabel> {
         .collect()
 }
 
-async fn all_of(record: &Record, resource_type: &str, params: Vec<(String, String)>) -> Result<Vec<Value>, RecordError> {
+async fn all_of(
+    record: &Record,
+    resource_type: &str,
+    params: Vec<(String, String)>,
+) -> Result<Vec<Value>, RecordError> {
     let mut out = Vec::new();
     let mut offset = 0usize;
     loop {
@@ -98,19 +104,26 @@ impl PolicyAccess {
         })
     }
 
-    async fn build(record: &Record, scheme: &Scheme) -> Result<(AccessEngine, HashMap<String, Organisation>), RecordError> {
+    async fn build(
+        record: &Record,
+        scheme: &Scheme,
+    ) -> Result<(AccessEngine, HashMap<String, Organisation>), RecordError> {
         let mut organisations = Vec::new();
         for resource in all_of(record, "Organization", Vec::new()).await? {
             match Organisation::from_resource(&resource) {
                 Ok(org) => organisations.push(org),
-                Err(e) => tracing::debug!(error = %e, "an Organization without a partner sector takes no part in agreements"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "an Organization without a partner sector takes no part in agreements")
+                }
             }
         }
         let mut agreements = Vec::new();
         for resource in all_of(record, "Contract", Vec::new()).await? {
             match Agreement::from_contract(&resource) {
                 Ok(agreement) => agreements.push(agreement),
-                Err(e) => tracing::warn!(error = %e, "a Contract that does not follow the agreement profile is ignored"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a Contract that does not follow the agreement profile is ignored")
+                }
             }
         }
         // An agreement naming an unknown organisation would fail the whole build; leave it out
@@ -159,7 +172,9 @@ impl PolicyAccess {
             .and_then(|p| p.json())
             .and_then(|p| p.get("extension").cloned())
             .and_then(|e| e.as_array().cloned())
-            .is_some_and(|exts| exts.iter().any(|e| e["url"] == NATIONAL_OPT_OUT_EXTENSION && e["valueBoolean"] == true));
+            .is_some_and(|exts| {
+                exts.iter().any(|e| e["url"] == NATIONAL_OPT_OUT_EXTENSION && e["valueBoolean"] == true)
+            });
         let consent = PersonConsent::from_resources(&consents, national_opt_out).unwrap_or_else(|e| {
             // A consent the engine cannot read must not widen access: decide as if none was given
             // (the scheme's default), and say so in the log.
@@ -172,11 +187,16 @@ impl PolicyAccess {
                 continue;
             }
             for participant in team.get("participant").and_then(Value::as_array).into_iter().flatten() {
-                if participant.pointer("/period/end").and_then(Value::as_str).is_some_and(|end| end < today_text().as_str()) {
+                if participant
+                    .pointer("/period/end")
+                    .and_then(Value::as_str)
+                    .is_some_and(|end| end < today_text().as_str())
+                {
                     continue;
                 }
                 for field in ["onBehalfOf", "member"] {
-                    if let Some(reference) = participant.pointer(&format!("/{field}/reference")).and_then(Value::as_str) {
+                    if let Some(reference) = participant.pointer(&format!("/{field}/reference")).and_then(Value::as_str)
+                    {
                         if reference.starts_with("Organization/") {
                             care_orgs.insert(self.partner_of(&bare(reference, "Organization")));
                         }
@@ -224,7 +244,8 @@ impl PolicyAccess {
         facts_cache: &mut HashMap<String, PersonFacts>,
     ) -> Result<(AccessRequest, Arc<PersonConsent>, Option<bool>), RecordError> {
         let requester = self.requester(principal);
-        let person = crate::person_of(candidate.resource_type, candidate.id, candidate.resource).filter(|p| !p.is_empty());
+        let person =
+            crate::person_of(candidate.resource_type, candidate.id, candidate.resource).filter(|p| !p.is_empty());
         let (consent, relationship) = match &person {
             Some(person) => {
                 let facts = match facts_cache.get(person) {
@@ -245,11 +266,9 @@ impl PolicyAccess {
             None => (Arc::new(PersonConsent::none()), Relationship::default()),
         };
         let in_care = person.as_ref().map(|_| relationship.in_care_team || relationship.on_partner_list);
-        let purpose = Purpose::from_code(&principal.purpose).unwrap_or(Purpose::from_code(crate::DEFAULT_PURPOSE).unwrap_or(Purpose::ALL[0]));
-        let custodian = candidate
-            .custodian
-            .map(|c| self.partner_of(&bare(c, "Organization")))
-            .unwrap_or_default();
+        let purpose = Purpose::from_code(&principal.purpose)
+            .unwrap_or(Purpose::from_code(crate::DEFAULT_PURPOSE).unwrap_or(Purpose::ALL[0]));
+        let custodian = candidate.custodian.map(|c| self.partner_of(&bare(c, "Organization"))).unwrap_or_default();
         let request = AccessRequest {
             who: requester,
             purpose,
@@ -266,7 +285,6 @@ impl PolicyAccess {
         };
         Ok((request, consent, in_care))
     }
-
 }
 
 fn today() -> time::Date {
@@ -280,7 +298,12 @@ fn today_text() -> String {
 
 #[async_trait]
 impl AccessControl for PolicyAccess {
-    async fn decide(&self, principal: &Principal, action: AccessAction, candidates: &[Candidate<'_>]) -> Result<Vec<Verdict>, RecordError> {
+    async fn decide(
+        &self,
+        principal: &Principal,
+        action: AccessAction,
+        candidates: &[Candidate<'_>],
+    ) -> Result<Vec<Verdict>, RecordError> {
         let engine = self.engine();
         let mut facts_cache = HashMap::new();
         let mut verdicts = Vec::with_capacity(candidates.len());
@@ -302,7 +325,11 @@ impl AccessControl for PolicyAccess {
                 permit,
                 break_glass: decision.break_glass && permit,
                 in_care_relationship: in_care,
-                policy_id: decision.reasons.first().map(|r| r.policy_id.clone()).unwrap_or_else(|| "default-deny".into()),
+                policy_id: decision
+                    .reasons
+                    .first()
+                    .map(|r| r.policy_id.clone())
+                    .unwrap_or_else(|| "default-deny".into()),
                 clause_ids: decision.reasons.iter().map(|r| r.policy_id.clone()).collect(),
                 explanation,
             });
@@ -310,7 +337,12 @@ impl AccessControl for PolicyAccess {
         Ok(verdicts)
     }
 
-    async fn explain(&self, principal: &Principal, action: AccessAction, candidate: &Candidate<'_>) -> Result<String, RecordError> {
+    async fn explain(
+        &self,
+        principal: &Principal,
+        action: AccessAction,
+        candidate: &Candidate<'_>,
+    ) -> Result<String, RecordError> {
         let (request, consent, _) = self.request_for(principal, action, candidate, &mut HashMap::new()).await?;
         Ok(self.engine().explain(&request, &consent))
     }
@@ -319,7 +351,9 @@ impl AccessControl for PolicyAccess {
         if PERSON_TYPES.contains(&resource_type) || resource.is_none() {
             self.generation.fetch_add(1, Ordering::SeqCst);
             let mut cache = self.person_cache.lock().unwrap_or_else(|e| e.into_inner());
-            match resource.and_then(|r| crate::person_of(resource_type, r.get("id").and_then(Value::as_str).unwrap_or_default(), r)) {
+            match resource.and_then(|r| {
+                crate::person_of(resource_type, r.get("id").and_then(Value::as_str).unwrap_or_default(), r)
+            }) {
                 Some(person) => {
                     cache.remove(&person);
                 }
@@ -332,7 +366,9 @@ impl AccessControl for PolicyAccess {
                     *self.engine.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(engine);
                     *self.organisations.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(organisations);
                 }
-                Err(e) => tracing::error!(error = %e, "rebuilding the access engine failed; the previous agreements stay in force"),
+                Err(e) => {
+                    tracing::error!(error = %e, "rebuilding the access engine failed; the previous agreements stay in force")
+                }
             }
         }
     }

@@ -78,7 +78,12 @@ pub trait AccessControl: Send + Sync {
 
     /// A governance lead's account of the decision for one candidate: which policies were
     /// considered and matched, which agreement clause and consent provision decided.
-    async fn explain(&self, principal: &Principal, action: AccessAction, candidate: &Candidate<'_>) -> Result<String, RecordError> {
+    async fn explain(
+        &self,
+        principal: &Principal,
+        action: AccessAction,
+        candidate: &Candidate<'_>,
+    ) -> Result<String, RecordError> {
         let verdict = self.decide(principal, action, std::slice::from_ref(candidate)).await?;
         Ok(verdict.first().map(|v| v.explanation.clone()).unwrap_or_default())
     }
@@ -194,8 +199,11 @@ impl Session<'_> {
         verdict: &Verdict,
     ) -> Vec<AuditRecord> {
         let outcome = if verdict.permit { AuditOutcome::Success } else { AuditOutcome::MinorFailure };
-        let decision =
-            AuditDecision { permit: verdict.permit, policy_id: verdict.policy_id.clone(), clause_ids: verdict.clause_ids.clone() };
+        let decision = AuditDecision {
+            permit: verdict.permit,
+            policy_id: verdict.policy_id.clone(),
+            clause_ids: verdict.clause_ids.clone(),
+        };
         let mut record = self.audit_record(action, outcome);
         record.entity = entity;
         record.patient_id = person;
@@ -215,7 +223,12 @@ impl Session<'_> {
     }
 
     async fn append(&self, records: Vec<AuditRecord>) -> Result<(), RecordError> {
-        self.guard.audit.append(records).await.map(|_| ()).map_err(|e| RecordError::Internal(format!("audit append: {e}")))
+        self.guard
+            .audit
+            .append(records)
+            .await
+            .map(|_| ())
+            .map_err(|e| RecordError::Internal(format!("audit append: {e}")))
     }
 
     async fn decide_stored(&self, resources: &[StoredResource]) -> Result<Vec<(Verdict, Option<String>)>, RecordError> {
@@ -223,7 +236,12 @@ impl Session<'_> {
         let candidates: Vec<Candidate> = resources
             .iter()
             .zip(&bodies)
-            .map(|(r, body)| Candidate { resource_type: &r.resource_type, id: &r.id, custodian: r.custodian.as_deref(), resource: body })
+            .map(|(r, body)| Candidate {
+                resource_type: &r.resource_type,
+                id: &r.id,
+                custodian: r.custodian.as_deref(),
+                resource: body,
+            })
             .collect();
         let verdicts = self.guard.access.decide(self.principal, AccessAction::Read, &candidates).await?;
         Ok(verdicts
@@ -240,7 +258,11 @@ impl Session<'_> {
         ))
     }
 
-    async fn guarded_one(&self, action: AuditAction, found: Result<StoredResource, RecordError>) -> Result<StoredResource, RecordError> {
+    async fn guarded_one(
+        &self,
+        action: AuditAction,
+        found: Result<StoredResource, RecordError>,
+    ) -> Result<StoredResource, RecordError> {
         let stored = match found {
             Ok(stored) => stored,
             Err(error) => {
@@ -251,7 +273,11 @@ impl Session<'_> {
             }
         };
         let (verdict, person) = self.decide_stored(std::slice::from_ref(&stored)).await?.remove(0);
-        let entity = AuditEntity { resource_type: stored.resource_type.clone(), id: stored.id.clone(), version: u64::try_from(stored.version).ok() };
+        let entity = AuditEntity {
+            resource_type: stored.resource_type.clone(),
+            id: stored.id.clone(),
+            version: u64::try_from(stored.version).ok(),
+        };
         self.append(self.access_records(action, Some(entity), person, &verdict)).await?;
         if verdict.permit {
             Ok(stored)
@@ -272,7 +298,11 @@ impl Session<'_> {
 
     /// Keeps the permitted resources of a page (and of what it included), audits one search
     /// record per person whose data is returned, and says how many were withheld.
-    async fn filter_page(&self, action: AuditAction, entries: Vec<StoredResource>) -> Result<(Vec<StoredResource>, usize, Vec<AuditRecord>), RecordError> {
+    async fn filter_page(
+        &self,
+        action: AuditAction,
+        entries: Vec<StoredResource>,
+    ) -> Result<(Vec<StoredResource>, usize, Vec<AuditRecord>), RecordError> {
         let decided = self.decide_stored(&entries).await?;
         let mut kept = Vec::with_capacity(entries.len());
         let mut withheld = 0;
@@ -283,13 +313,25 @@ impl Session<'_> {
                 let seen = persons.entry(person.clone()).or_insert((false, verdict.in_care_relationship));
                 seen.0 |= verdict.break_glass;
                 if verdict.break_glass {
-                    let entity = AuditEntity { resource_type: resource.resource_type.clone(), id: resource.id.clone(), version: u64::try_from(resource.version).ok() };
-                    records.extend(self.access_records(AuditAction::BreakGlass, Some(entity), person, &verdict).into_iter().take(1));
+                    let entity = AuditEntity {
+                        resource_type: resource.resource_type.clone(),
+                        id: resource.id.clone(),
+                        version: u64::try_from(resource.version).ok(),
+                    };
+                    records.extend(
+                        self.access_records(AuditAction::BreakGlass, Some(entity), person, &verdict)
+                            .into_iter()
+                            .take(1),
+                    );
                 }
                 kept.push(resource);
             } else {
                 withheld += 1;
-                let entity = AuditEntity { resource_type: resource.resource_type.clone(), id: resource.id.clone(), version: u64::try_from(resource.version).ok() };
+                let entity = AuditEntity {
+                    resource_type: resource.resource_type.clone(),
+                    id: resource.id.clone(),
+                    version: u64::try_from(resource.version).ok(),
+                };
                 let mut decision = self.access_records(AuditAction::Decision, Some(entity), person, &verdict);
                 decision.truncate(1);
                 records.extend(decision);
@@ -315,7 +357,12 @@ impl Session<'_> {
 
     /// A search, filtered entry by entry. When entries were withheld the total is adjusted if
     /// the whole result fits this page, and left out otherwise (FHIR allows an absent total).
-    pub async fn search(&self, resource_type: Option<&str>, params: &[(String, String)], handling: Handling) -> Result<Guarded<SearchResult>, RecordError> {
+    pub async fn search(
+        &self,
+        resource_type: Option<&str>,
+        params: &[(String, String)],
+        handling: Handling,
+    ) -> Result<Guarded<SearchResult>, RecordError> {
         let mut result = self.record.search(resource_type, params, handling).await?;
         if result.query.summary == Some(Summary::Count) {
             // Counting needs the matches themselves, to count only what the principal may see.
@@ -332,10 +379,14 @@ impl Session<'_> {
             result.page = Page { entries: Vec::new(), total: if complete { kept.len() } else { all.page.total } };
             return Ok(Guarded { value: result, withheld, total_known: complete || withheld == 0 });
         }
-        let (kept, withheld, mut records) = self.filter_page(AuditAction::Search, std::mem::take(&mut result.page.entries)).await?;
-        let (included, withheld_included, included_records) = self.filter_page(AuditAction::Search, std::mem::take(&mut result.included)).await?;
+        let (kept, withheld, mut records) =
+            self.filter_page(AuditAction::Search, std::mem::take(&mut result.page.entries)).await?;
+        let (included, withheld_included, included_records) =
+            self.filter_page(AuditAction::Search, std::mem::take(&mut result.included)).await?;
         if withheld_included > 0 || !included.is_empty() {
-            records.extend(included_records.into_iter().filter(|r| r.patient_id.is_some() || r.action != AuditAction::Search));
+            records.extend(
+                included_records.into_iter().filter(|r| r.patient_id.is_some() || r.action != AuditAction::Search),
+            );
         }
         self.append(records).await?;
         let whole_result_here = result.query.offset == 0 && result.page.total <= kept.len() + withheld;
@@ -349,11 +400,17 @@ impl Session<'_> {
     }
 
     /// `Patient/{id}/$everything`, filtered entry by entry; the Patient itself must be visible.
-    pub async fn everything(&self, patient_id: &str, count: usize, offset: usize) -> Result<Guarded<Page>, RecordError> {
+    pub async fn everything(
+        &self,
+        patient_id: &str,
+        count: usize,
+        offset: usize,
+    ) -> Result<Guarded<Page>, RecordError> {
         let patient = self.record.read("Patient", patient_id).await;
         self.guarded_one(AuditAction::Read, patient).await?;
         let mut page = self.record.everything(patient_id, count, offset).await?;
-        let (kept, withheld, records) = self.filter_page(AuditAction::Search, std::mem::take(&mut page.entries)).await?;
+        let (kept, withheld, records) =
+            self.filter_page(AuditAction::Search, std::mem::take(&mut page.entries)).await?;
         self.append(records).await?;
         let whole = offset == 0 && page.total <= kept.len() + withheld;
         if withheld > 0 && whole {
@@ -367,20 +424,34 @@ impl Session<'_> {
     /// when the principal may see the resource's current custodian's data).
     pub async fn history(&self, query: HistoryQuery) -> Result<Guarded<Page>, RecordError> {
         let mut page = self.record.history(query).await?;
-        let (kept, withheld, records) = self.filter_page(AuditAction::History, std::mem::take(&mut page.entries)).await?;
+        let (kept, withheld, records) =
+            self.filter_page(AuditAction::History, std::mem::take(&mut page.entries)).await?;
         self.append(records).await?;
         page.entries = kept;
         Ok(Guarded { value: page, withheld, total_known: withheld == 0 })
     }
 
-    async fn decide_write(&self, action: AccessAction, caller: &Caller, resource_type: &str, id: &str, body: &Value) -> Result<Verdict, RecordError> {
+    async fn decide_write(
+        &self,
+        action: AccessAction,
+        caller: &Caller,
+        resource_type: &str,
+        id: &str,
+        body: &Value,
+    ) -> Result<Verdict, RecordError> {
         let candidate = Candidate { resource_type, id, custodian: Some(&caller.custodian), resource: body };
         let mut verdicts = self.guard.access.decide(self.principal, action, &[candidate]).await?;
         verdicts.pop().ok_or_else(|| RecordError::Internal("the access decision returned nothing".into()))
     }
 
-    async fn audit_write(&self, action: AuditAction, verdict: &Verdict, resource_type: &str, id: &str, version: Option<i64>, person: Option<String>, failed: bool) -> Result<(), RecordError> {
-        let entity = AuditEntity { resource_type: resource_type.into(), id: id.into(), version: version.and_then(|v| u64::try_from(v).ok()) };
+    async fn audit_write(
+        &self,
+        action: AuditAction,
+        verdict: &Verdict,
+        entity: AuditEntity,
+        person: Option<String>,
+        failed: bool,
+    ) -> Result<(), RecordError> {
         let mut records = self.access_records(action, Some(entity), person, verdict);
         if failed {
             records[0].outcome = AuditOutcome::SeriousFailure;
@@ -389,11 +460,17 @@ impl Session<'_> {
     }
 
     /// Creates a resource if the principal may write it.
-    pub async fn create(&self, caller: &Caller, resource_type: &str, body: Value, if_none_exist: Option<&str>) -> Result<Created, RecordError> {
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        resource_type: &str,
+        body: Value,
+        if_none_exist: Option<&str>,
+    ) -> Result<Created, RecordError> {
         let verdict = self.decide_write(AccessAction::Create, caller, resource_type, "", &body).await?;
         let person = person_of(resource_type, "", &body);
         if !verdict.permit {
-            self.audit_write(AuditAction::Create, &verdict, resource_type, "", None, person, false).await?;
+            self.audit_write(AuditAction::Create, &verdict, entity_of(resource_type, "", None), person, false).await?;
             return Err(Session::refused(&verdict, &format!("writing a {resource_type}")));
         }
         let result = self.record.create(caller, resource_type, body, if_none_exist).await;
@@ -401,7 +478,14 @@ impl Session<'_> {
             Ok(Created::New(s)) | Ok(Created::Existing(s)) => (s.id.clone(), Some(s.version)),
             Err(_) => (String::new(), None),
         };
-        self.audit_write(AuditAction::Create, &verdict, resource_type, &id, version, person, result.is_err()).await?;
+        self.audit_write(
+            AuditAction::Create,
+            &verdict,
+            entity_of(resource_type, &id, version),
+            person,
+            result.is_err(),
+        )
+        .await?;
         if let Ok(Created::New(stored)) = &result {
             self.guard.access.after_write(resource_type, stored.json().as_ref()).await;
         }
@@ -410,23 +494,38 @@ impl Session<'_> {
 
     /// Updates (or creates with the client's id) if the principal may write it, and may see
     /// the version it replaces.
-    pub async fn update(&self, caller: &Caller, resource_type: &str, id: &str, body: Value, if_match: Option<i64>) -> Result<WriteOutcome, RecordError> {
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        resource_type: &str,
+        id: &str,
+        body: Value,
+        if_match: Option<i64>,
+    ) -> Result<WriteOutcome, RecordError> {
         if let Some(existing) = self.record.store().read(resource_type, id).await?.filter(|r| !r.deleted) {
             let (verdict, person) = self.decide_stored(std::slice::from_ref(&existing)).await?.remove(0);
             if !verdict.permit {
-                self.audit_write(AuditAction::Update, &verdict, resource_type, id, Some(existing.version), person, false).await?;
+                self.audit_write(
+                    AuditAction::Update,
+                    &verdict,
+                    entity_of(resource_type, id, Some(existing.version)),
+                    person,
+                    false,
+                )
+                .await?;
                 return Err(Session::refused(&verdict, &format!("{resource_type}/{id}")));
             }
         }
         let verdict = self.decide_write(AccessAction::Update, caller, resource_type, id, &body).await?;
         let person = person_of(resource_type, id, &body);
         if !verdict.permit {
-            self.audit_write(AuditAction::Update, &verdict, resource_type, id, None, person, false).await?;
+            self.audit_write(AuditAction::Update, &verdict, entity_of(resource_type, id, None), person, false).await?;
             return Err(Session::refused(&verdict, &format!("{resource_type}/{id}")));
         }
         let result = self.record.update(caller, resource_type, id, body, if_match).await;
         let version = result.as_ref().ok().map(|o| o.stored.version);
-        self.audit_write(AuditAction::Update, &verdict, resource_type, id, version, person, result.is_err()).await?;
+        self.audit_write(AuditAction::Update, &verdict, entity_of(resource_type, id, version), person, result.is_err())
+            .await?;
         if let Ok(outcome) = &result {
             self.guard.access.after_write(resource_type, outcome.stored.json().as_ref()).await;
         }
@@ -434,7 +533,12 @@ impl Session<'_> {
     }
 
     /// Deletes if the principal may delete the current version.
-    pub async fn delete(&self, resource_type: &str, id: &str, if_match: Option<i64>) -> Result<WriteOutcome, RecordError> {
+    pub async fn delete(
+        &self,
+        resource_type: &str,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> Result<WriteOutcome, RecordError> {
         let existing = self.record.store().read(resource_type, id).await?.filter(|r| !r.deleted);
         let mut verdict_person = None;
         if let Some(existing) = &existing {
@@ -443,15 +547,35 @@ impl Session<'_> {
             let verdict = self.guard.access.decide(self.principal, AccessAction::Delete, &[candidate]).await?.remove(0);
             let person = person_of(resource_type, id, &body);
             if !verdict.permit {
-                self.audit_write(AuditAction::Delete, &verdict, resource_type, id, Some(existing.version), person, false).await?;
+                self.audit_write(
+                    AuditAction::Delete,
+                    &verdict,
+                    entity_of(resource_type, id, Some(existing.version)),
+                    person,
+                    false,
+                )
+                .await?;
                 return Err(Session::refused(&verdict, &format!("{resource_type}/{id}")));
             }
             verdict_person = Some((verdict, person));
         }
         let result = self.record.delete(resource_type, id, if_match).await;
-        let (verdict, person) = verdict_person.unwrap_or_else(|| (Verdict { permit: true, break_glass: false, in_care_relationship: None, policy_id: "no-resource".into(), clause_ids: Vec::new(), explanation: "nothing to delete".into() }, None));
+        let (verdict, person) = verdict_person.unwrap_or_else(|| {
+            (
+                Verdict {
+                    permit: true,
+                    break_glass: false,
+                    in_care_relationship: None,
+                    policy_id: "no-resource".into(),
+                    clause_ids: Vec::new(),
+                    explanation: "nothing to delete".into(),
+                },
+                None,
+            )
+        });
         let version = result.as_ref().ok().map(|o| o.stored.version);
-        self.audit_write(AuditAction::Delete, &verdict, resource_type, id, version, person, result.is_err()).await?;
+        self.audit_write(AuditAction::Delete, &verdict, entity_of(resource_type, id, version), person, result.is_err())
+            .await?;
         if result.is_ok() {
             self.guard.access.after_write(resource_type, None).await;
         }
@@ -478,10 +602,25 @@ impl Session<'_> {
             let id = url.split('/').nth(1).unwrap_or_default();
             let verdict = self.decide_write(action, caller, resource_type, id, &body).await?;
             if !verdict.permit {
-                let audit_action = match action { AccessAction::Create => AuditAction::Create, AccessAction::Delete => AuditAction::Delete, _ => AuditAction::Update };
-                self.audit_write(audit_action, &verdict, resource_type, id, None, person_of(resource_type, id, &body), false).await?;
+                let audit_action = match action {
+                    AccessAction::Create => AuditAction::Create,
+                    AccessAction::Delete => AuditAction::Delete,
+                    _ => AuditAction::Update,
+                };
+                self.audit_write(
+                    audit_action,
+                    &verdict,
+                    entity_of(resource_type, id, None),
+                    person_of(resource_type, id, &body),
+                    false,
+                )
+                .await?;
                 return Err(RecordError::Forbidden(
-                    Issue::error(IssueType::Forbidden, format!("entry {index} is not permitted: {}", verdict.explanation)).at(format!("Bundle.entry[{index}]")),
+                    Issue::error(
+                        IssueType::Forbidden,
+                        format!("entry {index} is not permitted: {}", verdict.explanation),
+                    )
+                    .at(format!("Bundle.entry[{index}]")),
                 ));
             }
         }
@@ -498,13 +637,22 @@ impl Session<'_> {
                 let status = result.pointer("/response/status").and_then(Value::as_str).unwrap_or_default();
                 let mut parts = location.split('/');
                 let (resource_type, id) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-                let action = match method { "POST" => AuditAction::Create, "DELETE" => AuditAction::Delete, _ => AuditAction::Update };
-                let outcome = if status.starts_with('2') { AuditOutcome::Success } else { AuditOutcome::SeriousFailure };
+                let action = match method {
+                    "POST" => AuditAction::Create,
+                    "DELETE" => AuditAction::Delete,
+                    _ => AuditAction::Update,
+                };
+                let outcome =
+                    if status.starts_with('2') { AuditOutcome::Success } else { AuditOutcome::SeriousFailure };
                 let mut record = self.audit_record(action, outcome);
                 let body = entry.get("resource").cloned().unwrap_or(Value::Null);
                 record.patient_id = person_of(resource_type, id, &body);
                 if !resource_type.is_empty() {
-                    record.entity = Some(AuditEntity { resource_type: resource_type.into(), id: id.into(), version: parts.nth(1).and_then(|v| v.parse().ok()) });
+                    record.entity = Some(AuditEntity {
+                        resource_type: resource_type.into(),
+                        id: id.into(),
+                        version: parts.nth(1).and_then(|v| v.parse().ok()),
+                    });
                 }
                 records.push(record);
                 self.guard.access.after_write(resource_type, Some(&body)).await;
@@ -528,10 +676,12 @@ impl Session<'_> {
             let Some(resource) = result.get_mut("resource") else { continue };
             if resource.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
                 let inner: Vec<Value> = resource.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
-                let stored: Vec<StoredResource> = inner.iter().filter_map(|e| e.get("resource")).map(stored_view).collect();
+                let stored: Vec<StoredResource> =
+                    inner.iter().filter_map(|e| e.get("resource")).map(stored_view).collect();
                 let (kept, withheld, records) = self.filter_page(AuditAction::Search, stored).await?;
                 self.append(records).await?;
-                let kept_keys: BTreeSet<(String, String)> = kept.iter().map(|r| (r.resource_type.clone(), r.id.clone())).collect();
+                let kept_keys: BTreeSet<(String, String)> =
+                    kept.iter().map(|r| (r.resource_type.clone(), r.id.clone())).collect();
                 let filtered: Vec<Value> = inner
                     .into_iter()
                     .filter(|e| match e.get("resource") {
@@ -554,7 +704,11 @@ impl Session<'_> {
             } else {
                 let stored = stored_view(resource);
                 let (verdict, person) = self.decide_stored(std::slice::from_ref(&stored)).await?.remove(0);
-                let entity = AuditEntity { resource_type: stored.resource_type.clone(), id: stored.id.clone(), version: u64::try_from(stored.version).ok() };
+                let entity = AuditEntity {
+                    resource_type: stored.resource_type.clone(),
+                    id: stored.id.clone(),
+                    version: u64::try_from(stored.version).ok(),
+                };
                 self.append(self.access_records(AuditAction::Read, Some(entity), person, &verdict)).await?;
                 if !verdict.permit {
                     let error = Session::refused(&verdict, &format!("{}/{}", stored.resource_type, stored.id));
@@ -566,7 +720,12 @@ impl Session<'_> {
     }
 
     /// Audits a governance lead's look at who may see a resource (`$explain`).
-    pub async fn audit_explain(&self, resource_type: &str, id: &str, person: Option<String>) -> Result<(), RecordError> {
+    pub async fn audit_explain(
+        &self,
+        resource_type: &str,
+        id: &str,
+        person: Option<String>,
+    ) -> Result<(), RecordError> {
         let mut record = self.audit_record(AuditAction::Read, AuditOutcome::Success);
         record.entity = Some(AuditEntity { resource_type: resource_type.into(), id: id.into(), version: None });
         record.patient_id = person;
@@ -577,7 +736,8 @@ impl Session<'_> {
     /// Audits an export of one partner's data (the caller checked who may export).
     pub async fn audit_export(&self, organisation: &str) -> Result<(), RecordError> {
         let mut record = self.audit_record(AuditAction::Export, AuditOutcome::Success);
-        record.entity = Some(AuditEntity { resource_type: "Organization".into(), id: bare_org(organisation), version: None });
+        record.entity =
+            Some(AuditEntity { resource_type: "Organization".into(), id: bare_org(organisation), version: None });
         record.query = self.meta.query.clone();
         self.append(vec![record]).await
     }
@@ -590,6 +750,15 @@ impl Session<'_> {
     /// The audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.guard.audit
+    }
+}
+
+/// The audited entity of a write.
+fn entity_of(resource_type: &str, id: &str, version: Option<i64>) -> AuditEntity {
+    AuditEntity {
+        resource_type: resource_type.into(),
+        id: id.into(),
+        version: version.and_then(|v| u64::try_from(v).ok()),
     }
 }
 

@@ -62,8 +62,9 @@ pub async fn guarded_record(
 /// the first bad entry otherwise.
 pub async fn verify(storage: &StorageArgs, key_dir: &Path) -> anyhow::Result<bool> {
     let key_path = key_dir.join(AUDIT_KEY_FILE);
-    let text = std::fs::read_to_string(&key_path)
-        .with_context(|| format!("reading the audit log's key {} (verify needs the key that signed it)", key_path.display()))?;
+    let text = std::fs::read_to_string(&key_path).with_context(|| {
+        format!("reading the audit log's key {} (verify needs the key that signed it)", key_path.display())
+    })?;
     let signer = LogSigner::from_secret_key(text.trim()).map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))?;
     let store = open_audit_store(storage).await?;
     match store.verify(&signer.verifier()).await.context("reading the audit log")? {

@@ -14,7 +14,6 @@ const HOSPITAL: &str = "Organization/hospital";
 const GP: &str = "Organization/gp";
 const POLICE: &str = "Organization/police";
 const HOUSING: &str = "Organization/housing";
-const GP2: &str = "Organization/gp2";
 
 const CLINICAL: [&str; 7] = ["Patient", "Condition", "Observation", "Encounter", "CarePlan", "Flag", "CareTeam"];
 
@@ -25,7 +24,13 @@ const CLINICAL: [&str; 7] = ["Patient", "Condition", "Observation", "Encounter",
 /// team of the first GP, the police and housing.
 async fn partnership() -> TestApp {
     let app = TestApp::new().await;
-    for (id, sector) in [("hospital", "acute"), ("gp", "primary-care"), ("gp2", "primary-care"), ("police", "police"), ("housing", "housing")] {
+    for (id, sector) in [
+        ("hospital", "acute"),
+        ("gp", "primary-care"),
+        ("gp2", "primary-care"),
+        ("police", "police"),
+        ("housing", "housing"),
+    ] {
         app.seed_partner(id, sector).await;
     }
     let health = AgreementSpec::active(
@@ -47,7 +52,8 @@ async fn partnership() -> TestApp {
         &["hospital", "police"],
         "2024-01-01",
         None,
-        vec![ClauseSpec::new("crisis", Purpose::Treat, &["police"], &["Patient", "Flag", "CarePlan"]).disclosers(&["hospital"])],
+        vec![ClauseSpec::new("crisis", Purpose::Treat, &["police"], &["Patient", "Flag", "CarePlan"])
+            .disclosers(&["hospital"])],
     )
     .to_contract();
     app.seed(PARTNERSHIP, health).await;
@@ -70,7 +76,11 @@ async fn partnership() -> TestApp {
         )
         .await;
     }
-    app.seed(HOSPITAL, json!({"resourceType": "Patient", "id": "joe", "name": [{"family": "Smith", "given": ["Joe"]}]})).await;
+    app.seed(
+        HOSPITAL,
+        json!({"resourceType": "Patient", "id": "joe", "name": [{"family": "Smith", "given": ["Joe"]}]}),
+    )
+    .await;
     app.seed(HOSPITAL, json!({"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/joe"}, "code": {"text": "asthma"}})).await;
     app.seed(
         HOSPITAL,
@@ -118,7 +128,9 @@ fn entry_ids(bundle: &Value, mode: &str) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter(|e| e["search"]["mode"] == mode)
-        .map(|e| format!("{}/{}", e["resource"]["resourceType"].as_str().unwrap(), e["resource"]["id"].as_str().unwrap()))
+        .map(|e| {
+            format!("{}/{}", e["resource"]["resourceType"].as_str().unwrap(), e["resource"]["id"].as_str().unwrap())
+        })
         .collect();
     ids.sort();
     ids
@@ -126,7 +138,8 @@ fn entry_ids(bundle: &Value, mode: &str) -> Vec<String> {
 
 fn suppressed(bundle: &Value) -> bool {
     bundle["entry"].as_array().into_iter().flatten().any(|e| {
-        e["search"]["mode"] == "outcome" && e["resource"]["issue"].as_array().is_some_and(|i| i.iter().any(|i| i["code"] == "suppressed"))
+        e["search"]["mode"] == "outcome"
+            && e["resource"]["issue"].as_array().is_some_and(|i| i.iter().any(|i| i["code"] == "suppressed"))
     })
 }
 
@@ -142,13 +155,27 @@ async fn agreements_decide_what_each_partner_sees() {
     let refused = get_as(&app, &police, "/Condition/c1").await;
     assert_outcome(&refused, StatusCode::FORBIDDEN, None, "not permitted");
     // No agreement at all with housing, though it is in the care team.
-    assert_outcome(&get_as(&app, &user(&app, "housing-user"), "/Patient/joe").await, StatusCode::FORBIDDEN, None, "not permitted");
+    assert_outcome(
+        &get_as(&app, &user(&app, "housing-user"), "/Patient/joe").await,
+        StatusCode::FORBIDDEN,
+        None,
+        "not permitted",
+    );
     // The second GP has an agreement but no care relationship with Joe.
-    assert_outcome(&get_as(&app, &user(&app, "gp2-user"), "/Condition/c1").await, StatusCode::FORBIDDEN, None, "not permitted");
+    assert_outcome(
+        &get_as(&app, &user(&app, "gp2-user"), "/Condition/c1").await,
+        StatusCode::FORBIDDEN,
+        None,
+        "not permitted",
+    );
     // A mental-health-labelled record is withheld unless a clause and consent release it.
     assert_outcome(&get_as(&app, &gp, "/Observation/o-psy").await, StatusCode::FORBIDDEN, None, "not permitted");
     // The custodian sees its own data.
-    assert_eq!(app.get("/Observation/o-psy").await.status, StatusCode::FORBIDDEN, "the partnership is not the custodian");
+    assert_eq!(
+        app.get("/Observation/o-psy").await.status,
+        StatusCode::FORBIDDEN,
+        "the partnership is not the custodian"
+    );
     let hospital = TestApp::bearer(&app.token(TestApp::system_request(HOSPITAL)));
     assert_eq!(get_as(&app, &hospital, "/Observation/o-psy").await.status, StatusCode::OK);
 }
@@ -182,16 +209,31 @@ async fn a_withdrawn_consent_governs_the_very_next_request() {
     let app = partnership().await;
     let gp = user(&app, "gp-user");
     assert_eq!(get_as(&app, &gp, "/Condition/c1").await.status, StatusCode::OK);
-    let objection = ConsentSpec::new("consent-joe", "joe", "hospital", "2026-01-05T10:00:00Z", ProvisionSpec::deny().sectors(&[Sector::PrimaryCare]))
-        .to_resource();
+    let objection = ConsentSpec::new(
+        "consent-joe",
+        "joe",
+        "hospital",
+        "2026-01-05T10:00:00Z",
+        ProvisionSpec::deny().sectors(&[Sector::PrimaryCare]),
+    )
+    .to_resource();
     let hospital = TestApp::bearer(&app.token(TestApp::system_request(HOSPITAL)));
-    let recorded = app.request(Method::PUT, "/Consent/consent-joe", &[("authorization", hospital.as_str())], Some(objection.to_string())).await;
+    let recorded = app
+        .request(
+            Method::PUT,
+            "/Consent/consent-joe",
+            &[("authorization", hospital.as_str())],
+            Some(objection.to_string()),
+        )
+        .await;
     assert!(recorded.status.is_success(), "{}", recorded.text);
     assert_outcome(&get_as(&app, &gp, "/Condition/c1").await, StatusCode::FORBIDDEN, None, "not permitted");
     // The objection is lifted: the next request is permitted again.
     let mut lifted = objection.clone();
     lifted["status"] = json!("inactive");
-    let recorded = app.request(Method::PUT, "/Consent/consent-joe", &[("authorization", hospital.as_str())], Some(lifted.to_string())).await;
+    let recorded = app
+        .request(Method::PUT, "/Consent/consent-joe", &[("authorization", hospital.as_str())], Some(lifted.to_string()))
+        .await;
     assert!(recorded.status.is_success(), "{}", recorded.text);
     assert_eq!(get_as(&app, &gp, "/Condition/c1").await.status, StatusCode::OK);
 }
@@ -215,13 +257,27 @@ async fn break_glass_widens_access_as_the_agreement_allows_and_is_flagged() {
     };
     assert_eq!(get_as(&app, &emergency("ed-nurse"), "/Condition/c-ann").await.status, StatusCode::OK);
     // A role that may not break the glass is refused.
-    assert_outcome(&get_as(&app, &emergency("porter"), "/Condition/c-ann").await, StatusCode::FORBIDDEN, None, "not permitted");
+    assert_outcome(
+        &get_as(&app, &emergency("porter"), "/Condition/c-ann").await,
+        StatusCode::FORBIDDEN,
+        None,
+        "not permitted",
+    );
     let admin = TestApp::bearer(&app.admin_token());
     let report = get_as(&app, &admin, "/audit/break-glass?days=1").await;
     assert_eq!(report.status, StatusCode::OK, "{}", report.text);
     let users = report.body["users"].as_array().unwrap();
-    assert!(users.iter().any(|u| u["user"] == "Practitioner/ed-nurse" && u["break_glass_entries"].as_u64().unwrap() >= 1), "{}", report.text);
-    assert_outcome(&get_as(&app, &user(&app, "gp-user"), "/audit/break-glass").await, StatusCode::FORBIDDEN, None, "governance");
+    assert!(
+        users.iter().any(|u| u["user"] == "Practitioner/ed-nurse" && u["break_glass_entries"].as_u64().unwrap() >= 1),
+        "{}",
+        report.text
+    );
+    assert_outcome(
+        &get_as(&app, &user(&app, "gp-user"), "/audit/break-glass").await,
+        StatusCode::FORBIDDEN,
+        None,
+        "governance",
+    );
 }
 
 #[tokio::test]
@@ -245,7 +301,10 @@ async fn a_person_sees_who_accessed_their_record_and_nobody_else_does() {
     assert!(events.iter().all(|e| e["resourceType"] == "AuditEvent"));
     let who = |e: &Value| e.to_string();
     assert!(events.iter().any(|e| who(e).contains("Practitioner/gp-user")), "{}", log.text);
-    assert!(events.iter().any(|e| who(e).contains("Practitioner/police-user") && e["outcome"] != "0"), "refusals are in the log too");
+    assert!(
+        events.iter().any(|e| who(e).contains("Practitioner/police-user") && e["outcome"] != "0"),
+        "refusals are in the log too"
+    );
     // Someone else may not read Joe's access log.
     let ann = TestApp::bearer(&app.token(TokenRequest {
         subject: "Patient/ann".into(),
@@ -254,7 +313,12 @@ async fn a_person_sees_who_accessed_their_record_and_nobody_else_does() {
         ttl_seconds: 600,
         ..Default::default()
     }));
-    assert_outcome(&get_as(&app, &ann, "/Patient/joe/$access-log").await, StatusCode::FORBIDDEN, None, "only the person");
+    assert_outcome(
+        &get_as(&app, &ann, "/Patient/joe/$access-log").await,
+        StatusCode::FORBIDDEN,
+        None,
+        "only the person",
+    );
     assert_outcome(&get_as(&app, &ann, "/Condition/c1").await, StatusCode::FORBIDDEN, None, "not permitted");
     // The checkpoint is public and signed.
     let checkpoint = app.request(Method::GET, "/audit/checkpoint", &[("authorization", "")], None).await;
@@ -268,7 +332,8 @@ async fn a_governance_lead_can_ask_why() {
     let admin = TestApp::bearer(&app.admin_token());
     let why = get_as(&app, &admin, "/Condition/c1/$explain?user=Practitioner/police-user").await;
     assert_eq!(why.status, StatusCode::OK, "{}", why.text);
-    let param = |name: &str| why.body["parameter"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned().unwrap();
+    let param =
+        |name: &str| why.body["parameter"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned().unwrap();
     assert_eq!(param("permit")["valueBoolean"], false);
     assert_eq!(param("organization")["valueString"], "Organization/police");
     assert!(!param("explanation")["valueString"].as_str().unwrap().is_empty());
@@ -276,8 +341,16 @@ async fn a_governance_lead_can_ask_why() {
     let permit = allowed.body["parameter"].as_array().unwrap().iter().find(|p| p["name"] == "permit").cloned().unwrap();
     assert_eq!(permit["valueBoolean"], true, "{}", allowed.text);
     assert!(allowed.text.contains("dsa-health"), "the deciding agreement is named: {}", allowed.text);
-    assert_outcome(&get_as(&app, &user(&app, "gp-user"), "/Condition/c1/$explain?user=Practitioner/gp-user").await, StatusCode::FORBIDDEN, None, "governance");
+    assert_outcome(
+        &get_as(&app, &user(&app, "gp-user"), "/Condition/c1/$explain?user=Practitioner/gp-user").await,
+        StatusCode::FORBIDDEN,
+        None,
+        "governance",
+    );
 }
+
+/// One request of a scenario: request id, bearer, method, path, body, audit entries expected.
+type Step<'a> = (&'a str, &'a str, Method, &'a str, Option<Value>, usize);
 
 #[tokio::test]
 async fn every_access_leaves_exactly_one_audit_entry() {
@@ -285,18 +358,32 @@ async fn every_access_leaves_exactly_one_audit_entry() {
     let gp = user(&app, "gp-user");
     let police = user(&app, "police-user");
     // (request id, bearer, method, uri, body, entries expected: one per person returned, or one)
-    let steps: Vec<(&str, &str, Method, &str, Option<Value>, usize)> = vec![
+    let steps: Vec<Step> = vec![
         ("r1", gp.as_str(), Method::GET, "/Condition/c1", None, 1),
         ("r2", police.as_str(), Method::GET, "/Condition/c1", None, 1),
         ("r3", gp.as_str(), Method::GET, "/Condition", None, 2),
         ("r4", gp.as_str(), Method::GET, "/Observation?code=nothing", None, 1),
-        ("r5", gp.as_str(), Method::POST, "/Observation", Some(json!({"resourceType": "Observation", "status": "final", "code": {"text": "bp"}, "subject": {"reference": "Patient/joe"}})), 1),
+        (
+            "r5",
+            gp.as_str(),
+            Method::POST,
+            "/Observation",
+            Some(
+                json!({"resourceType": "Observation", "status": "final", "code": {"text": "bp"}, "subject": {"reference": "Patient/joe"}}),
+            ),
+            1,
+        ),
         ("r6", gp.as_str(), Method::GET, "/Condition/nope", None, 1),
         ("r7", police.as_str(), Method::GET, "/Patient/joe/$everything", None, 2),
     ];
     for (request_id, bearer, method, uri, body, _) in &steps {
         let response = app
-            .request(method.clone(), uri, &[("authorization", bearer), ("x-request-id", request_id)], body.as_ref().map(Value::to_string))
+            .request(
+                method.clone(),
+                uri,
+                &[("authorization", bearer), ("x-request-id", request_id)],
+                body.as_ref().map(Value::to_string),
+            )
             .await;
         assert!(response.status.as_u16() < 500, "{uri}: {}", response.text);
     }

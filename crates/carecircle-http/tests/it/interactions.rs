@@ -34,7 +34,12 @@ async fn every_write_records_its_custodian() {
     // A partner's system writes as its organisation.
     let gp = TestApp::bearer(&app.token(TestApp::system_request("Organization/gp-ashgrove")));
     let by_gp = app
-        .request(Method::POST, "/Patient", &[("authorization", gp.as_str())], Some(patient("C", "D", "1990-01-01", "2").to_string()))
+        .request(
+            Method::POST,
+            "/Patient",
+            &[("authorization", gp.as_str())],
+            Some(patient("C", "D", "1990-01-01", "2").to_string()),
+        )
         .await;
     assert_eq!(by_gp.status, StatusCode::CREATED, "{}", by_gp.text);
     assert_eq!(by_gp.body["meta"]["source"], "Organization/gp-ashgrove");
@@ -61,11 +66,15 @@ async fn every_write_records_its_custodian() {
     assert_outcome(&refused, StatusCode::BAD_REQUEST, Some("X-Custodian"), "custodian");
     assert_eq!(app.count("Patient").await, 1, "the partnership sees its own Patient only");
 
-    let listed = app.request(Method::GET, "/Patient?_source=Organization/gp-ashgrove", &[("authorization", gp.as_str())], None).await;
+    let listed = app
+        .request(Method::GET, "/Patient?_source=Organization/gp-ashgrove", &[("authorization", gp.as_str())], None)
+        .await;
     assert_eq!(listed.body["total"], 1);
     assert_eq!(listed.body["entry"][0]["resource"]["name"][0]["family"], "C");
     // A partner's data exported as that partner's alone, by the partner itself.
-    let export = app.request(Method::GET, "/Organization/gp-ashgrove/$custodian-export", &[("authorization", gp.as_str())], None).await;
+    let export = app
+        .request(Method::GET, "/Organization/gp-ashgrove/$custodian-export", &[("authorization", gp.as_str())], None)
+        .await;
     assert_eq!(export.status, StatusCode::OK, "{}", export.text);
     assert_eq!(export.headers["content-type"], "application/fhir+ndjson");
     let lines: Vec<serde_json::Value> = export.text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

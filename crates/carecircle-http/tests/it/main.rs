@@ -14,12 +14,12 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use carecircle_auth::{SigningKey, TokenRequest, DEV_ISSUER};
-use carecircle_http::auth::AuthConfig;
-use carecircle_http::{router, HttpConfig, DEFAULT_MAX_BODY_BYTES};
 use carecircle_access::engine::Scheme;
 use carecircle_access::ConsentModel;
 use carecircle_audit_store::{load_or_create_signer, AuditLog, AuditLogConfig, AuditStore};
+use carecircle_auth::{SigningKey, TokenRequest, DEV_ISSUER};
+use carecircle_http::auth::AuthConfig;
+use carecircle_http::{router, HttpConfig, DEFAULT_MAX_BODY_BYTES};
 use carecircle_record::{Caller, Guard, PolicyAccess, Record};
 use carecircle_store::Store;
 use carecircle_store_sqlite::SqliteStore;
@@ -80,7 +80,8 @@ impl TestApp {
         let audit_store = AuditStore::open_sqlite_dir(dir.path()).await.expect("audit store");
         let signer = load_or_create_signer(&dir.path().join("audit.key"), "carecircle.test/audit").expect("audit key");
         let audit = AuditLog::start(audit_store, signer, AuditLogConfig::default());
-        let access = PolicyAccess::load(unguarded.clone(), Scheme::new(ConsentModel::OptOut), true).await.expect("access");
+        let access =
+            PolicyAccess::load(unguarded.clone(), Scheme::new(ConsentModel::OptOut), true).await.expect("access");
         let record = Record::with_guard(store, Guard { access: Arc::new(access), audit: Arc::new(audit) });
         let config = HttpConfig { base_url: BASE.into(), max_body_bytes, default_custodian: partnership };
         carecircle_http::init_metrics();

@@ -158,7 +158,9 @@ async fn system_search_filters_by_custodian() {
         )
         .await;
     assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.text);
-    let listed = app.request(Method::GET, "/?_source=Organization/hospital", &[("authorization", hospital.as_str())], None).await;
+    let listed = app
+        .request(Method::GET, "/?_source=Organization/hospital", &[("authorization", hospital.as_str())], None)
+        .await;
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
     assert_eq!(ids(&listed.body, "match"), ["Patient/hx"]);
     assert_outcome(

@@ -13,7 +13,12 @@ fn record(i: usize) -> AuditRecord {
         recorded_ms: 1_700_000_000_000 + i as i64,
         action: AuditAction::Read,
         outcome: AuditOutcome::Success,
-        agent: AuditAgent { user_id: format!("Practitioner/p{i}"), kind: AgentKind::Practitioner, organisation: Some("gp".into()), role: Some("gp".into()) },
+        agent: AuditAgent {
+            user_id: format!("Practitioner/p{i}"),
+            kind: AgentKind::Practitioner,
+            organisation: Some("gp".into()),
+            role: Some("gp".into()),
+        },
         purpose_of_use: Some("TREAT".into()),
         break_glass: false,
         break_glass_reason: None,
@@ -37,13 +42,17 @@ async fn write_log(data: &Path, n: usize) {
 
 fn tamper(data: &Path, sql: &str) {
     let db = rusqlite::Connection::open(data.join("audit.db")).unwrap();
-    db.execute_batch("DROP TRIGGER IF EXISTS audit_entries_no_update; DROP TRIGGER IF EXISTS audit_entries_no_delete;").unwrap();
+    db.execute_batch("DROP TRIGGER IF EXISTS audit_entries_no_update; DROP TRIGGER IF EXISTS audit_entries_no_delete;")
+        .unwrap();
     db.execute_batch(sql).unwrap();
 }
 
 fn verify(data: &Path) -> (Option<i32>, String) {
     let output = carecircle(data).args(["audit", "verify"]).output().unwrap();
-    (output.status.code(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+    (
+        output.status.code(),
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+    )
 }
 
 #[tokio::test]
