@@ -19,8 +19,16 @@ if pause then
   end
 end
 
+-- With TOKEN set, every request carries it as a bearer token (the server needs one since the
+-- access issue; peers and older builds run without).
+local token = os.getenv("TOKEN")
+local headers = { ["Accept"] = "application/fhir+json" }
+if token and token ~= "" then
+  headers["Authorization"] = "Bearer " .. token
+end
+
 function request()
-  return wrk.format("GET", paths[math.random(#paths)], { ["Accept"] = "application/fhir+json" })
+  return wrk.format("GET", paths[math.random(#paths)], headers)
 end
 
 function done(summary, latency, requests)

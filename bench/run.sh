@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Load benchmarks of carecircle (and, when given, of a peer server on the same data).
 #
-#   bench/run.sh BASE_URL DATA.ndjson [SECONDS]
+#   [TOKEN=…] bench/run.sh BASE_URL DATA.ndjson [SECONDS]
 #
+# With TOKEN set, every request carries it as a bearer token (carecircle needs one; mint it with
+# `carecircle token …`).
 # Runs wrk (apt package wrk) on loopback against BASE_URL with random real paths drawn from
 # DATA.ndjson: read by id at 64 connections (flat out, then paced to about 4,000 requests/s), then search by identifier and by family + birth
 # date at 1 and at 64 connections. The server must already hold DATA.ndjson.

@@ -114,8 +114,8 @@ enum Command {
     Migrate,
     /// Print a token from the development issuer (accepted by `demo`, and by `serve --dev-issuer`).
     ///
-    /// Examples: carecircle token --user prac-vale-mh-cc-amira;
-    /// carecircle token --system --org org-vale-hospital; carecircle token --admin;
+    /// Examples: carecircle token --user prac-vale-mh-trust-01;
+    /// carecircle token --system --org org-minsterford-hospital; carecircle token --admin;
     /// carecircle token --user prac-x --purpose ETREAT --reason "unconscious in ED"
     Token(token::TokenArgs),
     /// The tamper-evident audit log.
