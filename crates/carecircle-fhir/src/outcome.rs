@@ -52,6 +52,8 @@ pub enum IssueType {
     Security,
     /// Some content was withheld from the response (access decisions filtered it).
     Suppressed,
+    /// A business rule (an agreement's lifecycle, a referral's state machine) refused the change.
+    BusinessRule,
 }
 
 impl IssueSeverity {
@@ -87,6 +89,7 @@ impl IssueType {
             IssueType::Login => "login",
             IssueType::Security => "security",
             IssueType::Suppressed => "suppressed",
+            IssueType::BusinessRule => "business-rule",
         }
     }
 }

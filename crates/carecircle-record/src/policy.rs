@@ -37,6 +37,9 @@ const PERSON_TYPES: [&str; 3] = ["Consent", "CareTeam", "Patient"];
 #[derive(Debug, Clone)]
 struct PersonFacts {
     consent: Arc<PersonConsent>,
+    /// A Consent of the person could not be read: other organisations' staff are refused until
+    /// it is corrected (an unreadable objection must not turn into sharing).
+    consent_unreadable: bool,
     /// Partner organisations in the person's care team.
     care_orgs: BTreeSet<String>,
     /// Partner organisations holding a record of the person (on their list).
@@ -47,6 +50,7 @@ struct PersonFacts {
 pub struct PolicyAccess {
     record: Record,
     scheme: Scheme,
+    home: String,
     engine: RwLock<Arc<AccessEngine>>,
     organisations: RwLock<Arc<HashMap<String, Organisation>>>,
     cache_person_facts: bool,
@@ -91,11 +95,21 @@ async fn all_of(
 
 impl PolicyAccess {
     /// Loads the partnership's organisations and agreements from `record` and builds the engine.
-    pub async fn load(record: Record, scheme: Scheme, cache_person_facts: bool) -> Result<PolicyAccess, RecordError> {
-        let (engine, organisations) = PolicyAccess::build(&record, &scheme).await?;
+    /// `home` is the partnership's own organisation (`Organization/{id}`, the custodian of what
+    /// persons and the administrator write, such as agreements): it takes part in decisions even
+    /// when it is not a care partner with a sector of its own.
+    pub async fn load(
+        record: Record,
+        scheme: Scheme,
+        cache_person_facts: bool,
+        home: &str,
+    ) -> Result<PolicyAccess, RecordError> {
+        let home = bare(home, "Organization");
+        let (engine, organisations) = PolicyAccess::build(&record, &scheme, &home).await?;
         Ok(PolicyAccess {
             record,
             scheme,
+            home,
             engine: RwLock::new(Arc::new(engine)),
             organisations: RwLock::new(Arc::new(organisations)),
             cache_person_facts,
@@ -107,6 +121,7 @@ impl PolicyAccess {
     async fn build(
         record: &Record,
         scheme: &Scheme,
+        home: &str,
     ) -> Result<(AccessEngine, HashMap<String, Organisation>), RecordError> {
         let mut organisations = Vec::new();
         for resource in all_of(record, "Organization", Vec::new()).await? {
@@ -117,8 +132,29 @@ impl PolicyAccess {
                 }
             }
         }
+        if !organisations.iter().any(|o| o.id == home) {
+            // The partnership itself holds governance data (agreements, consents people record
+            // themselves). Only administrators and persons act for it, and sector rules apply to
+            // staff alone, so the sector given here decides nothing; it is registered so that
+            // decisions about its data can be made at all.
+            organisations.push(Organisation {
+                id: home.to_string(),
+                name: "the partnership".into(),
+                sector: carecircle_access::Sector::Voluntary,
+                part_of: None,
+            });
+        }
         let mut agreements = Vec::new();
-        for resource in all_of(record, "Contract", Vec::new()).await? {
+        // Only Contracts that claim the agreement profile are agreements; other Contracts are
+        // ordinary records.
+        let profile = vec![("_profile".to_string(), carecircle_access::agreement::AGREEMENT_PROFILE.to_string())];
+        let home_reference = format!("Organization/{home}");
+        for resource in all_of(record, "Contract", profile).await? {
+            // Agreements are the partnership's: a Contract any partner wrote itself grants nothing.
+            if resource.pointer("/meta/source").and_then(Value::as_str) != Some(home_reference.as_str()) {
+                tracing::warn!("a Contract claiming the agreement profile was not written by the partnership; ignored");
+                continue;
+            }
             match Agreement::from_contract(&resource) {
                 Ok(agreement) => agreements.push(agreement),
                 Err(e) => {
@@ -175,12 +211,13 @@ impl PolicyAccess {
             .is_some_and(|exts| {
                 exts.iter().any(|e| e["url"] == NATIONAL_OPT_OUT_EXTENSION && e["valueBoolean"] == true)
             });
-        let consent = PersonConsent::from_resources(&consents, national_opt_out).unwrap_or_else(|e| {
-            // A consent the engine cannot read must not widen access: decide as if none was given
-            // (the scheme's default), and say so in the log.
-            tracing::warn!(person, error = %e, "a Consent could not be read; deciding without it");
-            PersonConsent::none()
-        });
+        let (consent, consent_unreadable) = match PersonConsent::from_resources(&consents, national_opt_out) {
+            Ok(consent) => (consent, false),
+            Err(e) => {
+                tracing::warn!(person, error = %e, "a Consent could not be read; other organisations are refused");
+                (PersonConsent::none(), true)
+            }
+        };
         let mut care_orgs = BTreeSet::new();
         for team in all_of(&self.record, "CareTeam", vec![("subject".into(), patient_ref.clone())]).await? {
             if team.get("status").and_then(Value::as_str).is_some_and(|s| s != "active" && s != "proposed") {
@@ -208,7 +245,7 @@ impl PolicyAccess {
         if let Some(custodian) = patient.as_ref().and_then(|p| p.custodian.as_deref()) {
             list_orgs.insert(self.partner_of(&bare(custodian, "Organization")));
         }
-        let facts = PersonFacts { consent: Arc::new(consent), care_orgs, list_orgs };
+        let facts = PersonFacts { consent: Arc::new(consent), consent_unreadable, care_orgs, list_orgs };
         if self.cache_person_facts && self.generation.load(Ordering::SeqCst) == generation {
             self.person_cache.lock().unwrap_or_else(|e| e.into_inner()).insert(person.to_string(), facts.clone());
         }
@@ -242,10 +279,11 @@ impl PolicyAccess {
         action: AccessAction,
         candidate: &Candidate<'_>,
         facts_cache: &mut HashMap<String, PersonFacts>,
-    ) -> Result<(AccessRequest, Arc<PersonConsent>, Option<bool>), RecordError> {
+    ) -> Result<(AccessRequest, Arc<PersonConsent>, Option<bool>, bool), RecordError> {
         let requester = self.requester(principal);
         let person =
             crate::person_of(candidate.resource_type, candidate.id, candidate.resource).filter(|p| !p.is_empty());
+        let mut unreadable = false;
         let (consent, relationship) = match &person {
             Some(person) => {
                 let facts = match facts_cache.get(person) {
@@ -261,6 +299,7 @@ impl PolicyAccess {
                     in_care_team: !org.is_empty() && facts.care_orgs.contains(org),
                     on_partner_list: !org.is_empty() && facts.list_orgs.contains(org),
                 };
+                unreadable = facts.consent_unreadable;
                 (facts.consent.clone(), relationship)
             }
             None => (Arc::new(PersonConsent::none()), Relationship::default()),
@@ -283,7 +322,7 @@ impl PolicyAccess {
             relationship,
             today: today(),
         };
-        Ok((request, consent, in_care))
+        Ok((request, consent, in_care, unreadable))
     }
 }
 
@@ -308,7 +347,20 @@ impl AccessControl for PolicyAccess {
         let mut facts_cache = HashMap::new();
         let mut verdicts = Vec::with_capacity(candidates.len());
         for candidate in candidates {
-            let (request, consent, in_care) = self.request_for(principal, action, candidate, &mut facts_cache).await?;
+            let (request, consent, in_care, unreadable) =
+                self.request_for(principal, action, candidate, &mut facts_cache).await?;
+            let staff = matches!(principal.kind, PrincipalKind::Practitioner | PrincipalKind::System);
+            if unreadable && staff && request.who.organisation_id != request.what.custodian_id {
+                verdicts.push(Verdict {
+                    permit: false,
+                    break_glass: false,
+                    in_care_relationship: in_care,
+                    policy_id: "consent:unreadable".into(),
+                    clause_ids: vec!["consent:unreadable".into()],
+                    explanation: "the person's consent could not be read, so nothing is shared with other organisations until it is corrected".into(),
+                });
+                continue;
+            }
             let decision = engine.decide(&request, &consent);
             let labels = request.what.labels.clone().unwrap_or_default();
             let permit = match decision.effect {
@@ -343,8 +395,42 @@ impl AccessControl for PolicyAccess {
         action: AccessAction,
         candidate: &Candidate<'_>,
     ) -> Result<String, RecordError> {
-        let (request, consent, _) = self.request_for(principal, action, candidate, &mut HashMap::new()).await?;
+        let (request, consent, _, _) = self.request_for(principal, action, candidate, &mut HashMap::new()).await?;
         Ok(self.engine().explain(&request, &consent))
+    }
+
+    async fn check_write(
+        &self,
+        principal: &Principal,
+        resource_type: &str,
+        old: Option<&Value>,
+        new: &Value,
+    ) -> Result<(), RecordError> {
+        let claims_profile = |r: &Value| {
+            r.pointer("/meta/profile")
+                .and_then(Value::as_array)
+                .is_some_and(|p| p.iter().any(|p| p == carecircle_access::agreement::AGREEMENT_PROFILE))
+        };
+        if resource_type != "Contract" || !(claims_profile(new) || old.is_some_and(claims_profile)) {
+            return Ok(());
+        }
+        if !principal.is_admin() {
+            return Err(RecordError::Forbidden(carecircle_fhir::Issue::error(
+                carecircle_fhir::IssueType::Forbidden,
+                "data-sharing agreements are managed by the partnership's administrator",
+            )));
+        }
+        carecircle_access::check_transition(old.filter(|o| claims_profile(o)), new).map_err(|problems| {
+            RecordError::Invalid(
+                problems
+                    .into_iter()
+                    .map(|p| {
+                        carecircle_fhir::Issue::error(carecircle_fhir::IssueType::BusinessRule, p.message)
+                            .at(p.expression)
+                    })
+                    .collect(),
+            )
+        })
     }
 
     async fn after_write(&self, resource_type: &str, resource: Option<&Value>) {
@@ -361,7 +447,7 @@ impl AccessControl for PolicyAccess {
             }
         }
         if ENGINE_TYPES.contains(&resource_type) {
-            match PolicyAccess::build(&self.record, &self.scheme).await {
+            match PolicyAccess::build(&self.record, &self.scheme, &self.home).await {
                 Ok((engine, organisations)) => {
                     *self.engine.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(engine);
                     *self.organisations.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(organisations);

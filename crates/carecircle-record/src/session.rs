@@ -88,6 +88,18 @@ pub trait AccessControl: Send + Sync {
         Ok(verdict.first().map(|v| v.explanation.clone()).unwrap_or_default())
     }
 
+    /// Rules a write must keep beyond the decision itself (an agreement's lifecycle, say):
+    /// `old` is the current version, if any. Refusals are located `Invalid` errors.
+    async fn check_write(
+        &self,
+        _principal: &Principal,
+        _resource_type: &str,
+        _old: Option<&Value>,
+        _new: &Value,
+    ) -> Result<(), RecordError> {
+        Ok(())
+    }
+
     /// Called after any write, so cached facts (agreements, consents, care teams) that the
     /// write changes are dropped before the next decision.
     async fn after_write(&self, _resource_type: &str, _resource: Option<&Value>) {}
@@ -473,6 +485,7 @@ impl Session<'_> {
             self.audit_write(AuditAction::Create, &verdict, entity_of(resource_type, "", None), person, false).await?;
             return Err(Session::refused(&verdict, &format!("writing a {resource_type}")));
         }
+        self.guard.access.check_write(self.principal, resource_type, None, &body).await?;
         let result = self.record.create(caller, resource_type, body, if_none_exist).await;
         let (id, version) = match &result {
             Ok(Created::New(s)) | Ok(Created::Existing(s)) => (s.id.clone(), Some(s.version)),
@@ -502,8 +515,9 @@ impl Session<'_> {
         body: Value,
         if_match: Option<i64>,
     ) -> Result<WriteOutcome, RecordError> {
-        if let Some(existing) = self.record.store().read(resource_type, id).await?.filter(|r| !r.deleted) {
-            let (verdict, person) = self.decide_stored(std::slice::from_ref(&existing)).await?.remove(0);
+        let current = self.record.store().read(resource_type, id).await?.filter(|r| !r.deleted);
+        if let Some(existing) = &current {
+            let (verdict, person) = self.decide_stored(std::slice::from_ref(existing)).await?.remove(0);
             if !verdict.permit {
                 self.audit_write(
                     AuditAction::Update,
@@ -522,6 +536,8 @@ impl Session<'_> {
             self.audit_write(AuditAction::Update, &verdict, entity_of(resource_type, id, None), person, false).await?;
             return Err(Session::refused(&verdict, &format!("{resource_type}/{id}")));
         }
+        let old = current.as_ref().and_then(StoredResource::json);
+        self.guard.access.check_write(self.principal, resource_type, old.as_ref(), &body).await?;
         let result = self.record.update(caller, resource_type, id, body, if_match).await;
         let version = result.as_ref().ok().map(|o| o.stored.version);
         self.audit_write(AuditAction::Update, &verdict, entity_of(resource_type, id, version), person, result.is_err())

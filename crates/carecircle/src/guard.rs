@@ -41,6 +41,7 @@ pub async fn guarded_record(
     key_dir: &Path,
     origin: &str,
     scheme: ConsentScheme,
+    home: &str,
 ) -> anyhow::Result<Record> {
     let audit_store = open_audit_store(storage).await?;
     let signer = load_or_create_signer(&key_dir.join(AUDIT_KEY_FILE), origin).context("loading the audit log's key")?;
@@ -52,7 +53,7 @@ pub async fn guarded_record(
     // Person facts may be cached only when this process is the record's only writer (the
     // embedded store); with PostgreSQL other processes may write consents too.
     let cache = storage.database.is_none();
-    let access = PolicyAccess::load(Record::new(store.clone()), Scheme::new(model), cache)
+    let access = PolicyAccess::load(Record::new(store.clone()), Scheme::new(model), cache, home)
         .await
         .map_err(|e| anyhow::anyhow!("loading agreements and organisations: {e}"))?;
     Ok(Record::with_guard(store, Guard { access: Arc::new(access), audit: Arc::new(audit) }))

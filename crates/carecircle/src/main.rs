@@ -187,7 +187,8 @@ async fn serve(
         args.base_url.clone().unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_string();
     carecircle_http::init_metrics();
     let origin = guard::audit_origin(&base_url)?;
-    let record = guard::guarded_record(store, storage, key_dir, &origin, args.consent_scheme).await?;
+    let record =
+        guard::guarded_record(store, storage, key_dir, &origin, args.consent_scheme, &default_custodian).await?;
     let config = HttpConfig {
         base_url: base_url.clone(),
         max_body_bytes: args.max_body_bytes,

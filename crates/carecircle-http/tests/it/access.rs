@@ -405,3 +405,61 @@ async fn every_access_leaves_exactly_one_audit_entry() {
         assert_eq!(per_request.get(*request_id).copied().unwrap_or(0), *expected, "{uri} ({request_id})");
     }
 }
+
+#[tokio::test]
+async fn the_administrator_manages_agreements_and_a_new_one_takes_effect_at_once() {
+    let app = partnership().await;
+    let admin = TestApp::bearer(&app.admin_token());
+    let housing = user(&app, "housing-user");
+    assert_eq!(get_as(&app, &housing, "/Patient/joe").await.status, StatusCode::FORBIDDEN);
+    let spec = |clauses: Vec<ClauseSpec>| {
+        AgreementSpec::active(
+            "dsa-housing",
+            "Tenancy sustainment",
+            &["hospital", "housing"],
+            "2024-01-01",
+            None,
+            clauses,
+        )
+    };
+    // No lawful basis: it cannot be active.
+    let unlawful = spec(vec![ClauseSpec::new("tenancy", Purpose::Treat, &["housing"], &["Patient"]).lawful_basis(&[])])
+        .to_contract();
+    let refused = app
+        .request(Method::PUT, "/Contract/dsa-housing", &[("authorization", admin.as_str())], Some(unlawful.to_string()))
+        .await;
+    assert_outcome(&refused, StatusCode::BAD_REQUEST, None, "lawful basis");
+    // Not signed by every party: it cannot be active either.
+    let unsigned = spec(vec![ClauseSpec::new("tenancy", Purpose::Treat, &["housing"], &["Patient"])])
+        .signed_only_by(&["hospital"])
+        .to_contract();
+    let refused = app
+        .request(Method::PUT, "/Contract/dsa-housing", &[("authorization", admin.as_str())], Some(unsigned.to_string()))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+    assert_eq!(get_as(&app, &housing, "/Patient/joe").await.status, StatusCode::FORBIDDEN);
+    // A complete agreement is accepted and governs the next request.
+    let agreed = spec(vec![ClauseSpec::new("tenancy", Purpose::Treat, &["housing"], &["Patient"])]).to_contract();
+    let stored = app
+        .request(Method::PUT, "/Contract/dsa-housing", &[("authorization", admin.as_str())], Some(agreed.to_string()))
+        .await;
+    assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.text);
+    assert_eq!(get_as(&app, &housing, "/Patient/joe").await.status, StatusCode::OK);
+    assert_eq!(
+        get_as(&app, &housing, "/Condition/c1").await.status,
+        StatusCode::FORBIDDEN,
+        "only what the clause names"
+    );
+    // A partner's system may not write agreements; the administrator never reads clinical data.
+    let hospital = TestApp::bearer(&app.token(TestApp::system_request(HOSPITAL)));
+    let by_partner = app
+        .request(
+            Method::PUT,
+            "/Contract/dsa-housing",
+            &[("authorization", hospital.as_str())],
+            Some(agreed.to_string()),
+        )
+        .await;
+    assert_eq!(by_partner.status, StatusCode::FORBIDDEN, "{}", by_partner.text);
+    assert_eq!(get_as(&app, &admin, "/Condition/c1").await.status, StatusCode::FORBIDDEN);
+}

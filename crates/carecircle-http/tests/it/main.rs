@@ -80,8 +80,9 @@ impl TestApp {
         let audit_store = AuditStore::open_sqlite_dir(dir.path()).await.expect("audit store");
         let signer = load_or_create_signer(&dir.path().join("audit.key"), "carecircle.test/audit").expect("audit key");
         let audit = AuditLog::start(audit_store, signer, AuditLogConfig::default());
-        let access =
-            PolicyAccess::load(unguarded.clone(), Scheme::new(ConsentModel::OptOut), true).await.expect("access");
+        let access = PolicyAccess::load(unguarded.clone(), Scheme::new(ConsentModel::OptOut), true, PARTNERSHIP)
+            .await
+            .expect("access");
         let record = Record::with_guard(store, Guard { access: Arc::new(access), audit: Arc::new(audit) });
         let config = HttpConfig { base_url: BASE.into(), max_body_bytes, default_custodian: partnership };
         carecircle_http::init_metrics();
