@@ -56,14 +56,18 @@
 //! Joe's plan has five: every August (the anniversary of his wife's death), his care coordinator
 //! on leave, a police contact, an emergency department attendance, and an ambulance call-out.
 
+mod agreements;
 mod clinical;
+mod consents;
 mod dates;
 mod fhir;
 mod joe;
+mod labels;
 mod names;
 mod nhs;
 mod orgs;
 mod people;
+mod vignettes;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -74,7 +78,8 @@ use serde_json::Value;
 pub struct DemoConfig {
     /// Seed of the random generator; the same seed always gives the same partnership.
     pub seed: u64,
-    /// Number of true persons, Joe included (Joe is always present).
+    /// Number of true persons, Joe and the four consent vignettes included (they are always
+    /// present, so fewer than five still gives those five).
     pub n_people: usize,
 }
 
@@ -107,7 +112,8 @@ pub fn nhs_number_is_valid(s: &str) -> bool {
 }
 
 /// The whole partnership, resources in dependency order (Organizations first, then
-/// Practitioners, PractitionerRoles, Patients, then the rest).
+/// Practitioners, PractitionerRoles, Contracts, Patients, DocumentReferences, Consents, then
+/// the rest).
 pub fn generate(config: &DemoConfig) -> Vec<DemoResource> {
     generate_with_truth(config).0
 }
@@ -115,11 +121,18 @@ pub fn generate(config: &DemoConfig) -> Vec<DemoResource> {
 /// [`generate`], plus the hidden ground truth: for every Patient id, the number of the true
 /// person it describes (Joe is [`well_known::JOE_PERSON`]). Nothing in the resources reveals it.
 ///
-/// Resources come in dependency order: every reference points to a resource earlier in the list.
-/// The order is Organization, Practitioner, PractitionerRole, Patient, CareTeam, EpisodeOfCare,
+/// Resources come in dependency order: every reference points to a resource earlier in the list,
+/// except each agreement's `Contract.supportingInfo`, which cites its DPIA (a
+/// `DocumentReference` that names the agreement back, so one of the two links must point
+/// forward). The order is Organization, Practitioner, PractitionerRole, Contract, Patient,
+/// DocumentReference (DPIAs, then scanned consent forms), Consent, CareTeam, EpisodeOfCare,
 /// Encounter, Condition, CarePlan, Flag.
 pub fn generate_with_truth(config: &DemoConfig) -> (Vec<DemoResource>, Vec<(String, u32)>) {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    // Labels and consents draw from their own stream, so adding them left every earlier
+    // record of a seed as it was.
+    let mut governance_rng = ChaCha8Rng::seed_from_u64(config.seed);
+    governance_rng.set_stream(1);
     let mut out: Vec<DemoResource> = Vec::new();
 
     for o in orgs::ORGS {
@@ -132,18 +145,23 @@ pub fn generate_with_truth(config: &DemoConfig) -> (Vec<DemoResource>, Vec<(Stri
     for (i, s) in orgs::STAFF.iter().enumerate() {
         out.push(clinical::hold(employer(s), orgs::practitioner_role_resource(s, i)));
     }
+    out.extend(agreements::contracts());
 
-    let mut nhs_numbers = people::NhsNumbers::new(&[well_known::JOE_NHS_NUMBER]);
+    let reserved = vignettes::reserved_nhs_numbers();
+    let mut reserved: Vec<&str> = reserved.iter().map(String::as_str).collect();
+    reserved.push(well_known::JOE_NHS_NUMBER);
+    let mut nhs_numbers = people::NhsNumbers::new(&reserved);
+    let first_random = 1 + vignettes::N_VIGNETTES as usize;
     let mut population: Vec<people::Person> = Vec::with_capacity(config.n_people);
-    for number in 1..config.n_people {
+    for number in first_random..config.n_people {
         let number = u32::try_from(number).unwrap_or(u32::MAX);
         let person = people::random_person(&mut rng, number, population.last(), &mut nhs_numbers);
         population.push(person);
     }
     let records = people::assign_records(&mut rng, &population);
 
-    let mut patients = Vec::with_capacity(records.len() + 8);
-    let mut truth = Vec::with_capacity(records.len() + 8);
+    let mut patients = Vec::with_capacity(records.len() + 20);
+    let mut truth = Vec::with_capacity(records.len() + 20);
     for rec in &records {
         let person = &population[rec.person];
         patients.push(clinical::hold(rec.org.id, people::patient_resource(&mut rng, person, rec)));
@@ -151,11 +169,17 @@ pub fn generate_with_truth(config: &DemoConfig) -> (Vec<DemoResource>, Vec<(Stri
     }
     let mut sink = clinical::Sink::default();
     joe::add(&mut patients, &mut truth, &mut sink);
+    vignettes::add(&mut patients, &mut truth, &mut sink);
     for rec in &records {
         clinical::clinical_content(&mut rng, &mut sink, &population[rec.person], rec);
     }
+    labels::apply(&mut governance_rng, &mut sink);
+    let consent = consents::generate(&mut governance_rng, &population, &mut patients, &truth);
 
     out.extend(patients);
+    out.extend(agreements::dpias());
+    out.extend(consent.forms);
+    out.extend(consent.consents);
     out.extend(sink.care_teams);
     out.extend(sink.episodes);
     out.extend(sink.encounters);
@@ -302,4 +326,79 @@ pub mod well_known {
     pub const JOE_AMBULANCE_CALLOUT: &str = "enc-joe-ambulance-2024-08";
     /// A police liaison contact (neighbour dispute, August 2025).
     pub const JOE_POLICE_CONTACT: &str = "enc-joe-police-2025-08";
+    /// Joe's consent on his mental-health trust record (one copy per record: `consent-<record>`).
+    pub const JOE_CONSENT: &str = "consent-vale-mh-trust-joe";
+    /// The signed form evidencing Joe's consent, recorded by his care coordinator.
+    pub const JOE_CONSENT_FORM: &str = "consent-form-vale-mh-trust-joe";
+
+    /// Extension on `PractitionerRole` (`valueBoolean` true) saying its holder may break the glass.
+    pub const BREAK_GLASS_EXTENSION_URL: &str =
+        "https://carecircle.example.org/fhir/StructureDefinition/break-glass-allowed";
+    /// Extension on `Patient` (`valueBoolean` true) recording a national data opt-out.
+    pub const NATIONAL_OPT_OUT_EXTENSION_URL: &str =
+        "https://carecircle.example.org/fhir/StructureDefinition/national-opt-out";
+
+    /// The partner hosting the partnership office: custodian of the agreements and DPIAs, and
+    /// employer of the partnership's governance lead.
+    pub const GOVERNANCE_HOST_ORG: &str = ORG_SOCIAL_CARE;
+    /// The partnership's information governance lead (role code `governance-lead`): sees the
+    /// governance reports and reviews break-glass.
+    pub const GOVERNANCE_LEAD: &str = "prac-partnership-governance-lead";
+    /// The subject of a `carecircle token --admin` token: the partnership administrator, who
+    /// registers partners, agreements and DPIAs and is not a member of staff of any partner.
+    pub const PARTNERSHIP_ADMIN: &str = "carecircle-admin";
+    /// The hospital's information-governance lead (role `information-governance-lead`), who
+    /// signs its agreements.
+    pub const IG_LEAD_HOSPITAL: &str = "prac-minsterford-hospital-ig";
+    /// Ashgrove Surgery's information-governance lead.
+    pub const IG_LEAD_GP_ASHGROVE: &str = "prac-gp-ashgrove-ig";
+    /// Riverside Medical Practice's information-governance lead.
+    pub const IG_LEAD_GP_RIVERSIDE: &str = "prac-gp-riverside-ig";
+    /// Millfield Health Centre's information-governance lead.
+    pub const IG_LEAD_GP_MILLFIELD: &str = "prac-gp-millfield-ig";
+    /// The mental-health trust's information-governance lead.
+    pub const IG_LEAD_MH_TRUST: &str = "prac-vale-mh-trust-ig";
+    /// The ambulance service's information-governance lead.
+    pub const IG_LEAD_AMBULANCE: &str = "prac-northvale-ambulance-ig";
+    /// Adult social care's information-governance lead.
+    pub const IG_LEAD_SOCIAL_CARE: &str = "prac-minsterford-council-asc-ig";
+    /// The police force's data protection officer.
+    pub const IG_LEAD_POLICE: &str = "prac-northvale-police-ig";
+    /// Kettlebeck Homes' information-governance lead.
+    pub const IG_LEAD_HOUSING: &str = "prac-kettlebeck-homes-ig";
+    /// Minsterford Pathways' information-governance lead.
+    pub const IG_LEAD_PATHWAYS: &str = "prac-minsterford-pathways-ig";
+    /// Vale Community Befrienders' information-governance lead.
+    pub const IG_LEAD_BEFRIENDERS: &str = "prac-vale-befrienders-ig";
+
+    /// Agreement between the acute hospital and the mental-health trust (with an emergency
+    /// clause that releases PSY under break-glass).
+    pub const AGREEMENT_ACUTE_MH: &str = "dsa-acute-mental-health";
+    /// Agreement between the mental-health trust and the police: the police receive only flags
+    /// and crisis plans.
+    pub const AGREEMENT_MH_POLICE: &str = "dsa-mental-health-police";
+    /// The draft agreement between the police and the voluntary partners (not in force).
+    pub const AGREEMENT_DRAFT: &str = "dsa-police-voluntary";
+    /// The 2021 GP and adult social care agreement, expired on 2025-03-31.
+    pub const AGREEMENT_EXPIRED: &str = "dsa-primary-care-social-care-2021";
+    /// The secondary-use agreement (HOPERAT) for evaluating shared crisis plans.
+    pub const AGREEMENT_EVALUATION: &str = "dsa-crisis-care-evaluation";
+
+    /// Daniel Okafor's GP record: he opted out of all sharing (through the portal).
+    pub const PERSON_OPTED_OUT: &str = "pat-gp-riverside-okafor";
+    /// Daniel Okafor's hospital record.
+    pub const PERSON_OPTED_OUT_HOSPITAL: &str = "pat-minsterford-hospital-okafor";
+    /// Margaret Hollingworth's mental-health trust record: her mental-health records (PSY) are
+    /// withheld from everyone but her GP; her care coordinator recorded the consent with a form.
+    pub const PERSON_PSY_WITHHELD: &str = "pat-vale-mh-trust-hollingworth";
+    /// Margaret Hollingworth's GP record.
+    pub const PERSON_PSY_WITHHELD_GP: &str = "pat-gp-millfield-hollingworth";
+    /// Margaret Hollingworth's GP, the one partner her mental-health records are shared with.
+    pub const HOLLINGWORTH_GP: &str = "prac-gp-millfield-01";
+    /// Kevin Marsh's mental-health trust record: he objects to sharing with the police.
+    pub const PERSON_NO_POLICE: &str = "pat-vale-mh-trust-marsh";
+    /// Kevin Marsh's risk flag at the mental-health trust (the police may not see it).
+    pub const MARSH_FLAG: &str = "flag-marsh-risk-to-self";
+    /// Susan Pemberton's hospital record: she has a national data opt-out.
+    pub const PERSON_NATIONAL_OPT_OUT: &str = "pat-minsterford-hospital-pemberton";
 }
