@@ -181,6 +181,9 @@ fn set_national_opt_out(patient: &mut DemoResource) {
     patient.resource["extension"] = json!([{ "url": wk::NATIONAL_OPT_OUT_EXTENSION_URL, "valueBoolean": true }]);
 }
 
+/// Organisations some people object to by name.
+const OBJECTED_TO: [&str; 3] = [wk::ORG_HOUSING, wk::ORG_SOCIAL_CARE, wk::ORG_BEFRIENDERS];
+
 fn random_choice<R: Rng>(rng: &mut R, p: &Person, orgs_held: &[&str]) -> Option<Choice> {
     let roll = rng.random_range(0..1000u32);
     let mh_record = orgs_held.contains(&wk::ORG_MH_TRUST);
@@ -189,7 +192,7 @@ fn random_choice<R: Rng>(rng: &mut R, p: &Person, orgs_held: &[&str]) -> Option<
         3..18 => Choice::OptOut { refuse_emergency: false },
         18..48 => Choice::NoSector(Sector::Police),
         48..53 => Choice::NoSector(Sector::Housing),
-        53..63 => Choice::NoOrganisation(*pick(rng, &[wk::ORG_HOUSING, wk::ORG_SOCIAL_CARE, wk::ORG_BEFRIENDERS])),
+        53..63 => Choice::NoOrganisation(OBJECTED_TO[rng.random_range(0..OBJECTED_TO.len())]),
         63..68 => Choice::WithdrawnOptOut,
         68..200 if mh_record && p.mental_health => match (p.gp, roll % 3) {
             (Some(gp), 0 | 1) => Choice::PsyToGp(gp),

@@ -46,12 +46,15 @@ fn reason(r: &Value) -> &str {
     r.pointer("/reasonCode/0/text").and_then(Value::as_str).unwrap_or_default()
 }
 
-fn is_joes(r: &DemoResource) -> bool {
-    r.resource["id"].as_str().is_some_and(|id| id.contains("-joe"))
+/// True for records about Joe or the fixed people (`pat-<partner>-<name>`), which must be the
+/// same for every seed.
+fn is_fixed_persons(r: &DemoResource) -> bool {
+    let subject = r.resource.pointer("/subject/reference").and_then(Value::as_str).unwrap_or_default();
+    subject.rsplit('-').next().is_some_and(|last| !last.chars().all(|c| c.is_ascii_digit()))
 }
 
-/// Label the records in `sink`. The few random labels (SDV, R) are drawn from `rng`, never from
-/// Joe's records, which stay as the seed story tells them.
+/// Label the records in `sink`. The few random labels (SDV, R) are drawn from `rng`, never for
+/// Joe or the fixed people, whose records are the same for every seed.
 pub fn apply<R: Rng>(rng: &mut R, sink: &mut Sink) {
     for c in &mut sink.conditions {
         let code = c.resource.pointer("/code/coding/0/code").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -74,7 +77,7 @@ pub fn apply<R: Rng>(rng: &mut R, sink: &mut Sink) {
         if SUBSTANCE_REASONS.contains(&reason(&e.resource)) {
             add_label(&mut e.resource, SensitivityLabel::SubstanceUse);
         }
-        if is_joes(e) {
+        if is_fixed_persons(e) {
             continue;
         }
         let safeguarding = match e.custodian_org_id.as_str() {

@@ -4,7 +4,12 @@
 //! would each hold: their own `Organization` (and teams inside them), their staff
 //! (`Practitioner` + `PractitionerRole`), their own `Patient` record for every person they know
 //! (under their own local identifier, with the imperfections real records have), and some
-//! contacts (`Encounter`), problems (`Condition`) and services (`EpisodeOfCare`). It contains no
+//! contacts (`Encounter`), problems (`Condition`) and services (`EpisodeOfCare`); and the
+//! governance that decides who may see what: data-sharing agreements (`Contract`) with their
+//! DPIAs (`DocumentReference`), people's consents (`Consent`, with scanned forms as evidence),
+//! national data opt-outs, sensitivity labels on clinical records, and users in every
+//! organisation (see the sections below and `docs/agreements.md`, `docs/consent.md`,
+//! `docs/access-decision.md`). It contains no
 //! real personal data: names are drawn at random from built-in lists, places and the `MF`
 //! postcode area are invented, telephone numbers are in Ofcom's drama ranges, and NHS numbers are
 //! in the 999 test range with a valid modulus-11 check digit. Dates are relative to the fixed
@@ -28,8 +33,10 @@
 //! do: nicknames, typos, swapped given and family names, missing or day/month-swapped birth dates,
 //! old addresses, missing postcodes, "NFA" at the police, NHS numbers mostly only at health
 //! partners. About one person in a hundred has a twin (same family name, birth date and home).
-//! Nothing in the resources says which records are the same person; [`generate_with_truth`]
-//! returns that separately so linkage can measure itself.
+//! Nothing in the Patient resources says which records are the same person; [`generate_with_truth`]
+//! returns that separately so linkage can measure itself. (Consents do: a person's choice is
+//! written onto each of their records, as the partnership's person index would propagate it, so
+//! a linkage evaluation must look at Patients only.)
 //!
 //! # Joe and the shared care plan
 //! Joe (from the seed story) has records at eight partners under ids in [`well_known`], a
@@ -55,6 +62,102 @@
 //!
 //! Joe's plan has five: every August (the anniversary of his wife's death), his care coordinator
 //! on leave, a police contact, an emergency department attendance, and an ambulance call-out.
+//!
+//! # Data-sharing agreements and DPIAs
+//! Every agreement is a `Contract` following carecircle's agreement profile (built with
+//! `carecircle_access::demo_support`), held by the partnership office's host
+//! ([`well_known::GOVERNANCE_HOST_ORG`], the council). There is one per pairing of sectors among
+//! the partners (`dsa-<sector>-<sector>`, or `dsa-<sector>-partners` between the three GP
+//! practices and between the two voluntary partners), each with a clause per direction of
+//! sharing for direct care (`TREAT`) — one `direct-care` clause when both directions share the
+//! same — and, where a party answers emergencies (hospital, ambulance, mental-health trust), an
+//! `emergency` clause (`ETREAT`, break-glass only; lawful basis vital interests 6(1)(d) and
+//! 9(2)(c) first). What each sector receives:
+//!
+//! | recipient ← discloser | data | labels | lawful basis |
+//! |---|---|---|---|
+//! | health ← health | the whole record | PSY, ETH (only where consent names them) | 6(1)(e), 9(2)(h) |
+//! | social care ← health | conditions, contacts, services, plans, team, flags, allergies | none | 6(1)(e), 9(2)(h) |
+//! | health ← social care | contacts, services, plans, team, flags | none | 6(1)(e), 9(2)(h) |
+//! | police ← anyone | `Flag` and `CarePlan` only: never clinical detail | none | 6(1)(e), 9(2)(g) |
+//! | health ← police | police contacts, flags | none | 6(1)(e), 9(2)(h) |
+//! | social care ← police | police contacts, flags (safeguarding) | SDV | 6(1)(e), 9(2)(g) |
+//! | housing, voluntary ← police | flags | none | |
+//! | housing, voluntary ← health, social care | patient, plan, team, flags | none | 6(1)(e) or, for voluntary, 6(1)(f); 9(2)(h) |
+//! | health, social care ← housing, voluntary | contacts, services, flags | none | 6(1)(e), 9(2)(h) |
+//! | housing ↔ voluntary | plans, team, services (referrals) | none | |
+//!
+//! Emergency clauses release PSY, ETH and R (never SDV). Retention is 8 years for health
+//! recipients, 6 for social care and housing, 2 for the police and voluntary partners. Each
+//! party signs through its information-governance lead. Agreements run 2025-04-01 (police
+//! pairings 2025-09-01, voluntary 2026-01-05) to 2029-03-31. Also:
+//! [`well_known::AGREEMENT_EXPIRED`] (the 2021 GP and social care agreement, ended
+//! 2025-03-31), [`well_known::AGREEMENT_DRAFT`] (police and voluntary partners: a draft only
+//! the police have signed, so nothing is shared between them), and
+//! [`well_known::AGREEMENT_EVALUATION`] (a secondary use, `HOPERAT`: the mental-health trust
+//! evaluates shared crisis plans from crisis contacts, which the national data opt-out
+//! excludes). Four DPIAs (`DocumentReference`, type `dpia`) name the agreements they assess,
+//! which cite them back in `Contract.supportingInfo`: the shared care record's, the police
+//! sharing one, the evaluation's, and the superseded 2021 one.
+//!
+//! # Consent: an opt-out partnership
+//! The partnership runs the **opt-out** scheme (`ConsentModel::OptOut`): unlabelled records are
+//! shared under the agreements unless the person objects; sensitive records (PSY, ETH, SDV, R)
+//! only where a consent provision names them. Most people have said nothing. About 7% of the
+//! population have a `Consent`: some opted out entirely (a few also refusing break-glass, by
+//! naming `ETREAT`), some object to a sector (usually the police) or one organisation, some
+//! let their mental-health records go to their GP only or to every health partner, and a few
+//! withdrew an earlier objection (status `inactive`). About a third were recorded by a member
+//! of staff on the person's behalf (the `consent-recorded-by` extension) with the signed form as
+//! evidence (`sourceReference` to a scanned `DocumentReference`, LOINC 59284-0); the rest by the
+//! person in the portal. The server finds a record's consents by its subject
+//! (`Consent?patient=Patient/{id}`), so each choice is written as one `Consent` per partner
+//! record of the person (`consent-<record>`), held by that record's custodian. About 3% of
+//! people have a national data opt-out: the Patient extension
+//! [`well_known::NATIONAL_OPT_OUT_EXTENSION_URL`] (`valueBoolean` true) on their records that
+//! carry an NHS number. Joe's consent ([`well_known::JOE_CONSENT`]), recorded by his care
+//! coordinator at the meeting that agreed his crisis plan, shares his record as usual and
+//! releases his mental-health and substance-use records to the health partners in his care
+//! team (his GP, the mental-health trust, the hospital, the ambulance service); the police
+//! liaison team sees only his flags and crisis plan, because that is all its agreement allows.
+//!
+//! # The consent vignettes
+//! Four fixed people (person numbers 1–4, the same for every seed, counted in `n_people`) make
+//! the choices visible, each with a care team where the story needs a relationship:
+//! Daniel Okafor ([`well_known::PERSON_OPTED_OUT`]) opted out of all sharing in the portal, so
+//! even the hospital in his care team is refused — until an ED clinician breaks the glass;
+//! Margaret Hollingworth ([`well_known::PERSON_PSY_WITHHELD`]) lets only her GP
+//! ([`well_known::HOLLINGWORTH_GP`]) see her mental-health records, recorded by her care
+//! coordinator with a signed form; Kevin Marsh ([`well_known::PERSON_NO_POLICE`]) objects to the
+//! police, so the liaison officer in his care team cannot see his risk flag; Susan Pemberton
+//! ([`well_known::PERSON_NATIONAL_OPT_OUT`]) has a national data opt-out, which keeps her out of
+//! the evaluation but not out of her direct care.
+//!
+//! # Sensitivity labels
+//! `meta.security` codings: every `Condition`, `Encounter` and `EpisodeOfCare` of the
+//! mental-health trust is `PSY` (v3 ActCode), as is a suicide attempt anywhere; alcohol misuse
+//! and intoxication contacts are `ETH`; about 4% of adult social care and police contacts are
+//! domestic-abuse safeguarding (`SDV`, with a matching reason); about 1% of hospital attendances
+//! are restricted (v3 Confidentiality `R`). Crisis plans, flags and care teams are written to be
+//! shared and are never labelled. Joe's and the vignettes' records get no random labels.
+//!
+//! # Users
+//! Every `Practitioner` with its one `PractitionerRole` is a user `carecircle token --user
+//! <Practitioner id>` can mint a token for; the server takes the role from
+//! `PractitionerRole.code[0].coding[0].code` and the organisation from
+//! `PractitionerRole.organization` (a team acts for its partner). Every organisation, teams
+//! included, has users. Roles in `carecircle_access::engine::DEFAULT_BREAK_GLASS_ROLES`
+//! (emergency department, ambulance, crisis team, GPs, psychiatry, care coordinators) carry the
+//! extension [`well_known::BREAK_GLASS_EXTENSION_URL`]. Each partner has an
+//! information-governance lead (role `information-governance-lead`, ids `prac-<partner>-ig`) who
+//! signs its agreements, and the partnership has a governance lead
+//! ([`well_known::GOVERNANCE_LEAD`], role `governance-lead`) employed by the host, who holds the
+//! agreements and DPIAs as custodian; both roles see the governance reports. The partnership
+//! administrator is not a member of staff: it is the subject of `carecircle token --admin`
+//! ([`well_known::PARTNERSHIP_ADMIN`]), which registers partners, agreements and DPIAs. Users a
+//! demo script needs: a GP ([`well_known::JOE_GP`]), a police liaison officer
+//! ([`well_known::POLICE_LIAISON_OFFICER`]), an ED nurse ([`well_known::ED_NURSE`]), the
+//! governance lead, and the vignettes' records above.
 
 mod agreements;
 mod clinical;

@@ -1,6 +1,7 @@
 //! Integration tests of the demo partnership: determinism, volumes, referential integrity,
 //! fragmentation of identities, and Joe's shared care plan.
 
+mod access;
 mod fhir_valid;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
