@@ -348,7 +348,18 @@ pub fn agreement_specs() -> Vec<AgreementSpec> {
 
 /// The agreements as `Contract`s, held by the partnership office's host.
 pub fn contracts() -> Vec<DemoResource> {
-    agreement_specs().iter().map(|s| hold(wk::GOVERNANCE_HOST_ORG, s.to_contract())).collect()
+    agreement_specs()
+        .iter()
+        .map(|s| {
+            let mut contract = s.to_contract();
+            // Issued when the last party signed (signatures are `YYYY-MM-DDThh:mm:ssZ`, so
+            // they order as text).
+            if let Some(last) = s.signatures.iter().map(|(_, _, when)| when).max() {
+                contract["issued"] = json!(last);
+            }
+            hold(wk::GOVERNANCE_HOST_ORG, contract)
+        })
+        .collect()
 }
 
 /// The DPIAs, each naming the agreements it assesses (which cite it back).

@@ -13,7 +13,7 @@ use carecircle_access::codes::SensitivityLabel::{MentalHealth as PSY, SubstanceU
 use carecircle_access::demo_support::{ConsentSpec, ProvisionSpec};
 use carecircle_access::{Purpose, Sector};
 use rand::Rng;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::clinical::hold;
 use crate::dates::REFERENCE_DATE;
@@ -68,22 +68,22 @@ impl Choice {
 
     fn describe(&self) -> String {
         match self {
-            Choice::OptOut { refuse_emergency: false } => "objects to sharing their record with other partners".into(),
+            Choice::OptOut { refuse_emergency: false } => "Objects to sharing their record with other partners".into(),
             Choice::OptOut { refuse_emergency: true } => {
-                "objects to sharing their record with other partners, even in an emergency".into()
+                "Objects to sharing their record with other partners, even in an emergency".into()
             }
-            Choice::NoSector(s) => format!("objects to sharing with {s} partners"),
+            Choice::NoSector(s) => format!("Objects to sharing with {s} partners"),
             Choice::NoOrganisation(o) => {
-                format!("objects to sharing with {}", orgs::org(o).map_or(*o, |o| o.name))
+                format!("Objects to sharing with {}", orgs::org(o).map_or(*o, |o| o.name))
             }
             Choice::PsyToGp(gp) => {
-                format!("mental-health records may be shared with {} only", orgs::org(gp).map_or(*gp, |o| o.name))
+                format!("Mental-health records may be shared with {} only", orgs::org(gp).map_or(*gp, |o| o.name))
             }
-            Choice::PsyToHealth => "mental-health records may be shared with health partners".into(),
+            Choice::PsyToHealth => "Mental-health records may be shared with health partners".into(),
             Choice::SensitiveTo(_) => {
-                "mental-health and substance-use records may be shared with the health partners in the care team".into()
+                "Mental-health and substance-use records may be shared with the health partners in the care team".into()
             }
-            Choice::WithdrawnOptOut => "objection to sharing, since withdrawn".into(),
+            Choice::WithdrawnOptOut => "Withdraws an earlier objection to sharing".into(),
         }
     }
 }
@@ -131,7 +131,7 @@ fn form(id: &str, patient: &DemoResource, rec: &Recording, staff: &StaffDef, cho
             "date": rec.date_time,
             "author": [reference_display("Practitioner", staff.id, &staff.display())],
             "custodian": reference_display("Organization", rec.org, org_name),
-            "description": format!("Signed sharing preferences form (scanned): the person {}.", choice.describe()),
+            "description": format!("Signed sharing preferences form (scanned). {}.", choice.describe()),
             "content": [{
                 "attachment": {
                     "contentType": "application/pdf",
@@ -166,11 +166,8 @@ fn record_choice(out: &mut ConsentOutput, records: &[&DemoResource], choice: &Ch
         }
         let mut consent = spec.to_resource();
         // The profile's meta.versionId is assigned by the server when the consent is stored.
-        if let Some(meta) = consent.get_mut("meta").and_then(Value::as_object_mut) {
-            meta.remove("versionId");
-            if meta.is_empty() {
-                consent.as_object_mut().map(|o| o.remove("meta"));
-            }
+        if let Some(fields) = consent.as_object_mut() {
+            fields.retain(|name, _| name != "meta");
         }
         out.consents.push(hold(&r.custodian_org_id, consent));
     }

@@ -201,6 +201,10 @@ pub struct DemoResource {
     pub resource: Value,
 }
 
+/// The partnership's consent model: opt-out (see "Consent: an opt-out partnership" above).
+/// Build the access engine's scheme with `carecircle_access::Scheme::new(CONSENT_MODEL)`.
+pub const CONSENT_MODEL: carecircle_access::ConsentModel = carecircle_access::ConsentModel::OptOut;
+
 /// The reference date every generated date is relative to.
 pub const REFERENCE_DATE: &str = "2026-11-01";
 

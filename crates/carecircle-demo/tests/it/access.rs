@@ -10,9 +10,9 @@ use std::sync::OnceLock;
 
 use carecircle_access::engine::DEFAULT_BREAK_GLASS_ROLES;
 use carecircle_access::{
-    check_transition, AccessEngine, AccessRequest, Action, Agreement, AgreementState, AgreementStatus, ConsentModel,
-    ConsentRecord, Decision, Dpia, DpiaRegister, Effect, Organisation, PersonConsent, Purpose, Relationship, Requester,
-    Scheme, SensitivityLabel, Target, UserKind,
+    check_transition, AccessEngine, AccessRequest, Action, Agreement, AgreementState, AgreementStatus, ConsentRecord,
+    Decision, Dpia, DpiaRegister, Effect, Organisation, PersonConsent, Purpose, Relationship, Requester, Scheme,
+    SensitivityLabel, Target, UserKind,
 };
 use carecircle_demo::well_known as wk;
 use carecircle_demo::DemoResource;
@@ -40,7 +40,7 @@ fn agreements() -> Vec<Agreement> {
 fn engine() -> &'static AccessEngine {
     static ENGINE: OnceLock<AccessEngine> = OnceLock::new();
     ENGINE.get_or_init(|| {
-        AccessEngine::new(&agreements(), &organisations(), Scheme::new(ConsentModel::OptOut))
+        AccessEngine::new(&agreements(), &organisations(), Scheme::new(carecircle_demo::CONSENT_MODEL))
             .expect("the engine builds from the demo's agreements and organisations")
     })
 }
