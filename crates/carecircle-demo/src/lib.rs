@@ -236,8 +236,8 @@ pub fn generate(config: &DemoConfig) -> Vec<DemoResource> {
 /// Encounter, Condition, CarePlan, Flag.
 pub fn generate_with_truth(config: &DemoConfig) -> (Vec<DemoResource>, Vec<(String, u32)>) {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    // Labels and consents draw from their own stream, so adding them left every earlier
-    // record of a seed as it was.
+    // Labels and consents draw from their own stream, so they never change which people and
+    // records a seed gives.
     let mut governance_rng = ChaCha8Rng::seed_from_u64(config.seed);
     governance_rng.set_stream(1);
     let mut out: Vec<DemoResource> = Vec::new();
