@@ -4,7 +4,12 @@
 //! would each hold: their own `Organization` (and teams inside them), their staff
 //! (`Practitioner` + `PractitionerRole`), their own `Patient` record for every person they know
 //! (under their own local identifier, with the imperfections real records have), and some
-//! contacts (`Encounter`), problems (`Condition`) and services (`EpisodeOfCare`). It contains no
+//! contacts (`Encounter`), problems (`Condition`) and services (`EpisodeOfCare`); and the
+//! governance that decides who may see what: data-sharing agreements (`Contract`) with their
+//! DPIAs (`DocumentReference`), people's consents (`Consent`, with scanned forms as evidence),
+//! national data opt-outs, sensitivity labels on clinical records, and users in every
+//! organisation (see the sections below and `docs/agreements.md`, `docs/consent.md`,
+//! `docs/access-decision.md`). It contains no
 //! real personal data: names are drawn at random from built-in lists, places and the `MF`
 //! postcode area are invented, telephone numbers are in Ofcom's drama ranges, and NHS numbers are
 //! in the 999 test range with a valid modulus-11 check digit. Dates are relative to the fixed
@@ -28,8 +33,10 @@
 //! do: nicknames, typos, swapped given and family names, missing or day/month-swapped birth dates,
 //! old addresses, missing postcodes, "NFA" at the police, NHS numbers mostly only at health
 //! partners. About one person in a hundred has a twin (same family name, birth date and home).
-//! Nothing in the resources says which records are the same person; [`generate_with_truth`]
-//! returns that separately so linkage can measure itself.
+//! Nothing in the Patient resources says which records are the same person; [`generate_with_truth`]
+//! returns that separately so linkage can measure itself. (Consents do: a person's choice is
+//! written onto each of their records, as the partnership's person index would propagate it, so
+//! a linkage evaluation must look at Patients only.)
 //!
 //! # Joe and the shared care plan
 //! Joe (from the seed story) has records at eight partners under ids in [`well_known`], a
@@ -55,15 +62,115 @@
 //!
 //! Joe's plan has five: every August (the anniversary of his wife's death), his care coordinator
 //! on leave, a police contact, an emergency department attendance, and an ambulance call-out.
+//!
+//! # Data-sharing agreements and DPIAs
+//! Every agreement is a `Contract` following carecircle's agreement profile (built with
+//! `carecircle_access::demo_support`), held by the partnership office's host
+//! ([`well_known::GOVERNANCE_HOST_ORG`], the council). There is one per pairing of sectors among
+//! the partners (`dsa-<sector>-<sector>`, or `dsa-<sector>-partners` between the three GP
+//! practices and between the two voluntary partners), each with a clause per direction of
+//! sharing for direct care (`TREAT`) — one `direct-care` clause when both directions share the
+//! same — and, where a party answers emergencies (hospital, ambulance, mental-health trust), an
+//! `emergency` clause (`ETREAT`, break-glass only; lawful basis vital interests 6(1)(d) and
+//! 9(2)(c) first). What each sector receives:
+//!
+//! | recipient ← discloser | data | labels | lawful basis |
+//! |---|---|---|---|
+//! | health ← health | the whole record | PSY, ETH (only where consent names them) | 6(1)(e), 9(2)(h) |
+//! | social care ← health | conditions, contacts, services, plans, team, flags, allergies | none | 6(1)(e), 9(2)(h) |
+//! | health ← social care | contacts, services, plans, team, flags | none | 6(1)(e), 9(2)(h) |
+//! | police ← anyone | `Flag` and `CarePlan` only: never clinical detail | none | 6(1)(e), 9(2)(g) |
+//! | health ← police | police contacts, flags | none | 6(1)(e), 9(2)(h) |
+//! | social care ← police | police contacts, flags (safeguarding) | SDV | 6(1)(e), 9(2)(g) |
+//! | housing, voluntary ← police | flags | none | |
+//! | housing, voluntary ← health, social care | patient, plan, team, flags | none | 6(1)(e) or, for voluntary, 6(1)(f); 9(2)(h) |
+//! | health, social care ← housing, voluntary | contacts, services, flags | none | 6(1)(e), 9(2)(h) |
+//! | housing ↔ voluntary | plans, team, services (referrals) | none | |
+//!
+//! Emergency clauses release PSY, ETH and R (never SDV). Retention is 8 years for health
+//! recipients, 6 for social care and housing, 2 for the police and voluntary partners. Each
+//! party signs through its information-governance lead. Agreements run 2025-04-01 (police
+//! pairings 2025-09-01, voluntary 2026-01-05) to 2029-03-31. Also:
+//! [`well_known::AGREEMENT_EXPIRED`] (the 2021 GP and social care agreement, ended
+//! 2025-03-31), [`well_known::AGREEMENT_DRAFT`] (police and voluntary partners: a draft only
+//! the police have signed, so nothing is shared between them), and
+//! [`well_known::AGREEMENT_EVALUATION`] (a secondary use, `HOPERAT`: the mental-health trust
+//! evaluates shared crisis plans from crisis contacts, which the national data opt-out
+//! excludes). Four DPIAs (`DocumentReference`, type `dpia`) name the agreements they assess,
+//! which cite them back in `Contract.supportingInfo`: the shared care record's, the police
+//! sharing one, the evaluation's, and the superseded 2021 one.
+//!
+//! # Consent: an opt-out partnership
+//! The partnership runs the **opt-out** scheme (`ConsentModel::OptOut`): unlabelled records are
+//! shared under the agreements unless the person objects; sensitive records (PSY, ETH, SDV, R)
+//! only where a consent provision names them. Most people have said nothing. About 7% of the
+//! population have a `Consent`: some opted out entirely (a few also refusing break-glass, by
+//! naming `ETREAT`), some object to a sector (usually the police) or one organisation, some
+//! let their mental-health records go to their GP only or to every health partner, and a few
+//! withdrew an earlier objection (status `inactive`). About a third were recorded by a member
+//! of staff on the person's behalf (the `consent-recorded-by` extension) with the signed form as
+//! evidence (`sourceReference` to a scanned `DocumentReference`, LOINC 59284-0); the rest by the
+//! person in the portal. The server finds a record's consents by its subject
+//! (`Consent?patient=Patient/{id}`), so each choice is written as one `Consent` per partner
+//! record of the person (`consent-<record>`), held by that record's custodian. About 3% of
+//! people have a national data opt-out: the Patient extension
+//! [`well_known::NATIONAL_OPT_OUT_EXTENSION_URL`] (`valueBoolean` true) on their records that
+//! carry an NHS number. Joe's consent ([`well_known::JOE_CONSENT`]), recorded by his care
+//! coordinator at the meeting that agreed his crisis plan, shares his record as usual and
+//! releases his mental-health and substance-use records to the health partners in his care
+//! team (his GP, the mental-health trust, the hospital, the ambulance service); the police
+//! liaison team sees only his flags and crisis plan, because that is all its agreement allows.
+//!
+//! # The consent vignettes
+//! Four fixed people (person numbers 1–4, the same for every seed, counted in `n_people`) make
+//! the choices visible, each with a care team where the story needs a relationship:
+//! Daniel Okafor ([`well_known::PERSON_OPTED_OUT`]) opted out of all sharing in the portal, so
+//! even the hospital in his care team is refused — until an ED clinician breaks the glass;
+//! Margaret Hollingworth ([`well_known::PERSON_PSY_WITHHELD`]) lets only her GP
+//! ([`well_known::HOLLINGWORTH_GP`]) see her mental-health records, recorded by her care
+//! coordinator with a signed form; Kevin Marsh ([`well_known::PERSON_NO_POLICE`]) objects to the
+//! police, so the liaison officer in his care team cannot see his risk flag; Susan Pemberton
+//! ([`well_known::PERSON_NATIONAL_OPT_OUT`]) has a national data opt-out, which keeps her out of
+//! the evaluation but not out of her direct care.
+//!
+//! # Sensitivity labels
+//! `meta.security` codings: every `Condition`, `Encounter` and `EpisodeOfCare` of the
+//! mental-health trust is `PSY` (v3 ActCode), as is a suicide attempt anywhere; alcohol misuse
+//! and intoxication contacts are `ETH`; about 4% of adult social care and police contacts are
+//! domestic-abuse safeguarding (`SDV`, with a matching reason); about 1% of hospital attendances
+//! are restricted (v3 Confidentiality `R`). Crisis plans, flags and care teams are written to be
+//! shared and are never labelled. Joe's and the vignettes' records get no random labels.
+//!
+//! # Users
+//! Every `Practitioner` with its one `PractitionerRole` is a user `carecircle token --user
+//! <Practitioner id>` can mint a token for; the server takes the role from
+//! `PractitionerRole.code[0].coding[0].code` and the organisation from
+//! `PractitionerRole.organization` (a team acts for its partner). Every organisation, teams
+//! included, has users. Roles in `carecircle_access::engine::DEFAULT_BREAK_GLASS_ROLES`
+//! (emergency department, ambulance, crisis team, GPs, psychiatry, care coordinators) carry the
+//! extension [`well_known::BREAK_GLASS_EXTENSION_URL`]. Each partner has an
+//! information-governance lead (role `information-governance-lead`, ids `prac-<partner>-ig`) who
+//! signs its agreements, and the partnership has a governance lead
+//! ([`well_known::GOVERNANCE_LEAD`], role `governance-lead`) employed by the host, who holds the
+//! agreements and DPIAs as custodian; both roles see the governance reports. The partnership
+//! administrator is not a member of staff: it is the subject of `carecircle token --admin`
+//! ([`well_known::PARTNERSHIP_ADMIN`]), which registers partners, agreements and DPIAs. Users a
+//! demo script needs: a GP ([`well_known::JOE_GP`]), a police liaison officer
+//! ([`well_known::POLICE_LIAISON_OFFICER`]), an ED nurse ([`well_known::ED_NURSE`]), the
+//! governance lead, and the vignettes' records above.
 
+mod agreements;
 mod clinical;
+mod consents;
 mod dates;
 mod fhir;
 mod joe;
+mod labels;
 mod names;
 mod nhs;
 mod orgs;
 mod people;
+mod vignettes;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -74,7 +181,8 @@ use serde_json::Value;
 pub struct DemoConfig {
     /// Seed of the random generator; the same seed always gives the same partnership.
     pub seed: u64,
-    /// Number of true persons, Joe included (Joe is always present).
+    /// Number of true persons, Joe and the four consent vignettes included (they are always
+    /// present, so fewer than five still gives those five).
     pub n_people: usize,
 }
 
@@ -93,6 +201,10 @@ pub struct DemoResource {
     pub resource: Value,
 }
 
+/// The partnership's consent model: opt-out (see "Consent: an opt-out partnership" above).
+/// Build the access engine's scheme with `carecircle_access::Scheme::new(CONSENT_MODEL)`.
+pub const CONSENT_MODEL: carecircle_access::ConsentModel = carecircle_access::ConsentModel::OptOut;
+
 /// The reference date every generated date is relative to.
 pub const REFERENCE_DATE: &str = "2026-11-01";
 
@@ -107,7 +219,8 @@ pub fn nhs_number_is_valid(s: &str) -> bool {
 }
 
 /// The whole partnership, resources in dependency order (Organizations first, then
-/// Practitioners, PractitionerRoles, Patients, then the rest).
+/// Practitioners, PractitionerRoles, Contracts, Patients, DocumentReferences, Consents, then
+/// the rest).
 pub fn generate(config: &DemoConfig) -> Vec<DemoResource> {
     generate_with_truth(config).0
 }
@@ -115,11 +228,18 @@ pub fn generate(config: &DemoConfig) -> Vec<DemoResource> {
 /// [`generate`], plus the hidden ground truth: for every Patient id, the number of the true
 /// person it describes (Joe is [`well_known::JOE_PERSON`]). Nothing in the resources reveals it.
 ///
-/// Resources come in dependency order: every reference points to a resource earlier in the list.
-/// The order is Organization, Practitioner, PractitionerRole, Patient, CareTeam, EpisodeOfCare,
+/// Resources come in dependency order: every reference points to a resource earlier in the list,
+/// except each agreement's `Contract.supportingInfo`, which cites its DPIA (a
+/// `DocumentReference` that names the agreement back, so one of the two links must point
+/// forward). The order is Organization, Practitioner, PractitionerRole, Contract, Patient,
+/// DocumentReference (DPIAs, then scanned consent forms), Consent, CareTeam, EpisodeOfCare,
 /// Encounter, Condition, CarePlan, Flag.
 pub fn generate_with_truth(config: &DemoConfig) -> (Vec<DemoResource>, Vec<(String, u32)>) {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    // Labels and consents draw from their own stream, so they never change which people and
+    // records a seed gives.
+    let mut governance_rng = ChaCha8Rng::seed_from_u64(config.seed);
+    governance_rng.set_stream(1);
     let mut out: Vec<DemoResource> = Vec::new();
 
     for o in orgs::ORGS {
@@ -132,18 +252,23 @@ pub fn generate_with_truth(config: &DemoConfig) -> (Vec<DemoResource>, Vec<(Stri
     for (i, s) in orgs::STAFF.iter().enumerate() {
         out.push(clinical::hold(employer(s), orgs::practitioner_role_resource(s, i)));
     }
+    out.extend(agreements::contracts());
 
-    let mut nhs_numbers = people::NhsNumbers::new(&[well_known::JOE_NHS_NUMBER]);
+    let reserved = vignettes::reserved_nhs_numbers();
+    let mut reserved: Vec<&str> = reserved.iter().map(String::as_str).collect();
+    reserved.push(well_known::JOE_NHS_NUMBER);
+    let mut nhs_numbers = people::NhsNumbers::new(&reserved);
+    let first_random = 1 + vignettes::N_VIGNETTES as usize;
     let mut population: Vec<people::Person> = Vec::with_capacity(config.n_people);
-    for number in 1..config.n_people {
+    for number in first_random..config.n_people {
         let number = u32::try_from(number).unwrap_or(u32::MAX);
         let person = people::random_person(&mut rng, number, population.last(), &mut nhs_numbers);
         population.push(person);
     }
     let records = people::assign_records(&mut rng, &population);
 
-    let mut patients = Vec::with_capacity(records.len() + 8);
-    let mut truth = Vec::with_capacity(records.len() + 8);
+    let mut patients = Vec::with_capacity(records.len() + 20);
+    let mut truth = Vec::with_capacity(records.len() + 20);
     for rec in &records {
         let person = &population[rec.person];
         patients.push(clinical::hold(rec.org.id, people::patient_resource(&mut rng, person, rec)));
@@ -151,11 +276,17 @@ pub fn generate_with_truth(config: &DemoConfig) -> (Vec<DemoResource>, Vec<(Stri
     }
     let mut sink = clinical::Sink::default();
     joe::add(&mut patients, &mut truth, &mut sink);
+    vignettes::add(&mut patients, &mut truth, &mut sink);
     for rec in &records {
         clinical::clinical_content(&mut rng, &mut sink, &population[rec.person], rec);
     }
+    labels::apply(&mut governance_rng, &mut sink);
+    let consent = consents::generate(&mut governance_rng, &population, &mut patients, &truth);
 
     out.extend(patients);
+    out.extend(agreements::dpias());
+    out.extend(consent.forms);
+    out.extend(consent.consents);
     out.extend(sink.care_teams);
     out.extend(sink.episodes);
     out.extend(sink.encounters);
@@ -302,4 +433,79 @@ pub mod well_known {
     pub const JOE_AMBULANCE_CALLOUT: &str = "enc-joe-ambulance-2024-08";
     /// A police liaison contact (neighbour dispute, August 2025).
     pub const JOE_POLICE_CONTACT: &str = "enc-joe-police-2025-08";
+    /// Joe's consent on his mental-health trust record (one copy per record: `consent-<record>`).
+    pub const JOE_CONSENT: &str = "consent-vale-mh-trust-joe";
+    /// The signed form evidencing Joe's consent, recorded by his care coordinator.
+    pub const JOE_CONSENT_FORM: &str = "consent-form-vale-mh-trust-joe";
+
+    /// Extension on `PractitionerRole` (`valueBoolean` true) saying its holder may break the glass.
+    pub const BREAK_GLASS_EXTENSION_URL: &str =
+        "https://carecircle.example.org/fhir/StructureDefinition/break-glass-allowed";
+    /// Extension on `Patient` (`valueBoolean` true) recording a national data opt-out.
+    pub const NATIONAL_OPT_OUT_EXTENSION_URL: &str =
+        "https://carecircle.example.org/fhir/StructureDefinition/national-opt-out";
+
+    /// The partner hosting the partnership office: custodian of the agreements and DPIAs, and
+    /// employer of the partnership's governance lead.
+    pub const GOVERNANCE_HOST_ORG: &str = ORG_SOCIAL_CARE;
+    /// The partnership's information governance lead (role code `governance-lead`): sees the
+    /// governance reports and reviews break-glass.
+    pub const GOVERNANCE_LEAD: &str = "prac-partnership-governance-lead";
+    /// The subject of a `carecircle token --admin` token: the partnership administrator, who
+    /// registers partners, agreements and DPIAs and is not a member of staff of any partner.
+    pub const PARTNERSHIP_ADMIN: &str = "carecircle-admin";
+    /// The hospital's information-governance lead (role `information-governance-lead`), who
+    /// signs its agreements.
+    pub const IG_LEAD_HOSPITAL: &str = "prac-minsterford-hospital-ig";
+    /// Ashgrove Surgery's information-governance lead.
+    pub const IG_LEAD_GP_ASHGROVE: &str = "prac-gp-ashgrove-ig";
+    /// Riverside Medical Practice's information-governance lead.
+    pub const IG_LEAD_GP_RIVERSIDE: &str = "prac-gp-riverside-ig";
+    /// Millfield Health Centre's information-governance lead.
+    pub const IG_LEAD_GP_MILLFIELD: &str = "prac-gp-millfield-ig";
+    /// The mental-health trust's information-governance lead.
+    pub const IG_LEAD_MH_TRUST: &str = "prac-vale-mh-trust-ig";
+    /// The ambulance service's information-governance lead.
+    pub const IG_LEAD_AMBULANCE: &str = "prac-northvale-ambulance-ig";
+    /// Adult social care's information-governance lead.
+    pub const IG_LEAD_SOCIAL_CARE: &str = "prac-minsterford-council-asc-ig";
+    /// The police force's data protection officer.
+    pub const IG_LEAD_POLICE: &str = "prac-northvale-police-ig";
+    /// Kettlebeck Homes' information-governance lead.
+    pub const IG_LEAD_HOUSING: &str = "prac-kettlebeck-homes-ig";
+    /// Minsterford Pathways' information-governance lead.
+    pub const IG_LEAD_PATHWAYS: &str = "prac-minsterford-pathways-ig";
+    /// Vale Community Befrienders' information-governance lead.
+    pub const IG_LEAD_BEFRIENDERS: &str = "prac-vale-befrienders-ig";
+
+    /// Agreement between the acute hospital and the mental-health trust (with an emergency
+    /// clause that releases PSY under break-glass).
+    pub const AGREEMENT_ACUTE_MH: &str = "dsa-acute-mental-health";
+    /// Agreement between the mental-health trust and the police: the police receive only flags
+    /// and crisis plans.
+    pub const AGREEMENT_MH_POLICE: &str = "dsa-mental-health-police";
+    /// The draft agreement between the police and the voluntary partners (not in force).
+    pub const AGREEMENT_DRAFT: &str = "dsa-police-voluntary";
+    /// The 2021 GP and adult social care agreement, expired on 2025-03-31.
+    pub const AGREEMENT_EXPIRED: &str = "dsa-primary-care-social-care-2021";
+    /// The secondary-use agreement (HOPERAT) for evaluating shared crisis plans.
+    pub const AGREEMENT_EVALUATION: &str = "dsa-crisis-care-evaluation";
+
+    /// Daniel Okafor's GP record: he opted out of all sharing (through the portal).
+    pub const PERSON_OPTED_OUT: &str = "pat-gp-riverside-okafor";
+    /// Daniel Okafor's hospital record.
+    pub const PERSON_OPTED_OUT_HOSPITAL: &str = "pat-minsterford-hospital-okafor";
+    /// Margaret Hollingworth's mental-health trust record: her mental-health records (PSY) are
+    /// withheld from everyone but her GP; her care coordinator recorded the consent with a form.
+    pub const PERSON_PSY_WITHHELD: &str = "pat-vale-mh-trust-hollingworth";
+    /// Margaret Hollingworth's GP record.
+    pub const PERSON_PSY_WITHHELD_GP: &str = "pat-gp-millfield-hollingworth";
+    /// Margaret Hollingworth's GP, the one partner her mental-health records are shared with.
+    pub const HOLLINGWORTH_GP: &str = "prac-gp-millfield-01";
+    /// Kevin Marsh's mental-health trust record: he objects to sharing with the police.
+    pub const PERSON_NO_POLICE: &str = "pat-vale-mh-trust-marsh";
+    /// Kevin Marsh's risk flag at the mental-health trust (the police may not see it).
+    pub const MARSH_FLAG: &str = "flag-marsh-risk-to-self";
+    /// Susan Pemberton's hospital record: she has a national data opt-out.
+    pub const PERSON_NATIONAL_OPT_OUT: &str = "pat-minsterford-hospital-pemberton";
 }

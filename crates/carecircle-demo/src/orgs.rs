@@ -1,5 +1,6 @@
 //! The partner organisations, their teams, and their staff (fixed for every seed).
 
+use carecircle_access::engine::DEFAULT_BREAK_GLASS_ROLES;
 use serde_json::{json, Value};
 
 use crate::fhir::{cc_concept, concept, email, phone, reference, reference_display};
@@ -301,6 +302,17 @@ impl StaffDef {
         format!("role-{}", self.id.strip_prefix("prac-").unwrap_or(self.id))
     }
 
+    /// True for governance roles ([`GOVERNANCE_ROLES`]).
+    pub fn is_governance(&self) -> bool {
+        GOVERNANCE_ROLES.contains(&self.role.0)
+    }
+
+    /// True when the role may break the glass under the partnership's scheme
+    /// (`carecircle_access::engine::DEFAULT_BREAK_GLASS_ROLES`).
+    pub fn can_break_glass(&self) -> bool {
+        DEFAULT_BREAK_GLASS_ROLES.contains(&self.role.0)
+    }
+
     /// "Title Given Family".
     pub fn display(&self) -> String {
         let (title, given, family) = self.name;
@@ -318,6 +330,12 @@ const POLICE_MH: (&str, &str) = ("police-mental-health", "Police mental health l
 const HOUSING: (&str, &str) = ("housing-support", "Housing and tenancy support");
 const PEER: (&str, &str) = ("mental-distress-support", "Support for adults in mental distress");
 const BEFRIEND: (&str, &str) = ("befriending", "Befriending and social contact");
+const GOVERNANCE: (&str, &str) = ("information-governance", "Information governance and data protection");
+const IG_LEAD: (&str, &str) = ("information-governance-lead", "Information governance lead (data protection officer)");
+
+/// Role codes of governance staff: they sign agreements and review access, and are never
+/// picked as the member of staff who saw a person.
+pub const GOVERNANCE_ROLES: [&str; 2] = ["governance-lead", "information-governance-lead"];
 
 /// Every member of staff, grouped by organisation.
 pub const STAFF: &[StaffDef] = &[
@@ -633,11 +651,118 @@ pub const STAFF: &[StaffDef] = &[
         role: ("befriender", "Befriender"),
         specialty: BEFRIEND,
     },
+    // Governance staff, after the care staff so that every earlier index (phone numbers,
+    // staff identifiers) stays the same. Each partner's information-governance lead signs its
+    // agreements; the partnership's governance lead is employed by the council, which hosts
+    // the partnership office.
+    StaffDef {
+        id: wk::IG_LEAD_HOSPITAL,
+        org: wk::ORG_HOSPITAL,
+        name: ("Ms", "Philippa", "Rowntree"),
+        gender: "female",
+        role: IG_LEAD,
+        specialty: GOVERNANCE,
+    },
+    StaffDef {
+        id: wk::IG_LEAD_GP_ASHGROVE,
+        org: wk::ORG_GP_ASHGROVE,
+        name: ("Mr", "Gareth", "Lumley"),
+        gender: "male",
+        role: IG_LEAD,
+        specialty: GOVERNANCE,
+    },
+    StaffDef {
+        id: wk::IG_LEAD_GP_RIVERSIDE,
+        org: wk::ORG_GP_RIVERSIDE,
+        name: ("Mrs", "Denise", "Oldroyd"),
+        gender: "female",
+        role: IG_LEAD,
+        specialty: GOVERNANCE,
+    },
+    StaffDef {
+        id: wk::IG_LEAD_GP_MILLFIELD,
+        org: wk::ORG_GP_MILLFIELD,
+        name: ("Mr", "Nathan", "Bramall"),
+        gender: "male",
+        role: IG_LEAD,
+        specialty: GOVERNANCE,
+    },
+    StaffDef {
+        id: wk::IG_LEAD_MH_TRUST,
+        org: wk::ORG_MH_TRUST,
+        name: ("Dr", "Fiona", "Castellan"),
+        gender: "female",
+        role: IG_LEAD,
+        specialty: GOVERNANCE,
+    },
+    StaffDef {
+        id: wk::IG_LEAD_AMBULANCE,
+        org: wk::ORG_AMBULANCE,
+        name: ("Mr", "Terence", "Udall"),
+        gender: "male",
+        role: IG_LEAD,
+        specialty: GOVERNANCE,
+    },
+    StaffDef {
+        id: wk::IG_LEAD_SOCIAL_CARE,
+        org: wk::ORG_SOCIAL_CARE,
+        name: ("Ms", "Abigail", "Wharton"),
+        gender: "female",
+        role: IG_LEAD,
+        specialty: GOVERNANCE,
+    },
+    StaffDef {
+        id: wk::IG_LEAD_POLICE,
+        org: wk::ORG_POLICE,
+        name: ("Mr", "Graham", "Sutcliffe"),
+        gender: "male",
+        role: IG_LEAD,
+        specialty: GOVERNANCE,
+    },
+    StaffDef {
+        id: wk::IG_LEAD_HOUSING,
+        org: wk::ORG_HOUSING,
+        name: ("Ms", "Rachel", "Etherington"),
+        gender: "female",
+        role: IG_LEAD,
+        specialty: GOVERNANCE,
+    },
+    StaffDef {
+        id: wk::IG_LEAD_PATHWAYS,
+        org: wk::ORG_PATHWAYS,
+        name: ("Mr", "Owen", "Tindall"),
+        gender: "male",
+        role: IG_LEAD,
+        specialty: GOVERNANCE,
+    },
+    StaffDef {
+        id: wk::IG_LEAD_BEFRIENDERS,
+        org: wk::ORG_BEFRIENDERS,
+        name: ("Mrs", "Pauline", "Hebden"),
+        gender: "female",
+        role: IG_LEAD,
+        specialty: GOVERNANCE,
+    },
+    StaffDef {
+        id: wk::GOVERNANCE_LEAD,
+        org: wk::GOVERNANCE_HOST_ORG,
+        name: ("Dr", "Sunita", "Ramaswamy"),
+        gender: "female",
+        role: ("governance-lead", "Partnership information governance lead"),
+        specialty: GOVERNANCE,
+    },
 ];
 
-/// Staff whose role is in `org_id` or in one of its teams.
+/// Care staff (not governance staff) whose role is in `org_id` or in one of its teams.
 pub fn staff_of(org_id: &str) -> impl Iterator<Item = &'static StaffDef> + '_ {
-    STAFF.iter().filter(move |s| s.org == org_id || org(s.org).is_some_and(|o| o.parent == Some(org_id)))
+    STAFF.iter().filter(move |s| {
+        !s.is_governance() && (s.org == org_id || org(s.org).is_some_and(|o| o.parent == Some(org_id)))
+    })
+}
+
+/// The information-governance lead of a partner, who signs its agreements.
+pub fn ig_lead_of(partner_id: &str) -> Option<&'static StaffDef> {
+    STAFF.iter().find(|s| s.role.0 == IG_LEAD.0 && s.org == partner_id)
 }
 
 /// Staff whose role is exactly in `org_id` (a partner or a team) and who have one of `roles`.
@@ -718,7 +843,7 @@ pub fn practitioner_resource(s: &StaffDef, index: usize) -> Value {
 /// The PractitionerRole resource for `s`.
 pub fn practitioner_role_resource(s: &StaffDef, index: usize) -> Value {
     let org_name = org(s.org).map_or("", |o| o.name);
-    json!({
+    let mut r = json!({
         "resourceType": "PractitionerRole",
         "id": s.role_id(),
         "active": true,
@@ -728,7 +853,13 @@ pub fn practitioner_role_resource(s: &StaffDef, index: usize) -> Value {
         "code": [cc_concept("staff-role", s.role.0, s.role.1)],
         "specialty": [cc_concept("specialty", s.specialty.0, s.specialty.1)],
         "telecom": [phone(&staff_phone(index), "work")],
-    })
+    });
+    if s.can_break_glass() {
+        // The same roles the access engine lets break the glass; the server reads this
+        // extension too, so a token for this user may ask for ETREAT.
+        r["extension"] = json!([{ "url": wk::BREAK_GLASS_EXTENSION_URL, "valueBoolean": true }]);
+    }
+    r
 }
 
 /// A direct-dial number in the Ofcom drama range 01632 960000–960999.

@@ -1,6 +1,7 @@
 //! Integration tests of the demo partnership: determinism, volumes, referential integrity,
 //! fragmentation of identities, and Joe's shared care plan.
 
+mod access;
 mod fhir_valid;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -35,22 +36,6 @@ fn find<'a>(all: &'a [DemoResource], t: &str, i: &str) -> &'a DemoResource {
 
 fn to_bytes(all: &[DemoResource]) -> String {
     all.iter().map(|r| format!("{}\t{}\n", r.custodian_org_id, serde_json::to_string(&r.resource).unwrap())).collect()
-}
-
-fn collect_references<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
-    match v {
-        Value::Object(m) => {
-            for (k, child) in m {
-                if k == "reference" {
-                    out.push(child.as_str().expect("reference is a string"));
-                } else {
-                    collect_references(child, out);
-                }
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|c| collect_references(c, out)),
-        _ => {}
-    }
 }
 
 #[test]
@@ -98,13 +83,34 @@ fn volumes_are_in_range() {
 }
 
 #[test]
-fn tiny_partnership_is_just_joe() {
+fn tiny_partnership_is_just_joe_and_the_consent_vignettes() {
     let (all, truth) = generate_with_truth(&DemoConfig { seed: 3, n_people: 1 });
-    assert!(truth.iter().all(|(_, n)| *n == wk::JOE_PERSON));
-    assert_eq!(truth.len(), wk::JOE_PATIENTS.len());
+    let people: BTreeSet<u32> = truth.iter().map(|(_, n)| *n).collect();
+    assert_eq!(people, (0..=4).collect::<BTreeSet<u32>>(), "Joe (0) and the four fixed people");
+    assert_eq!(truth.iter().filter(|(_, n)| *n == wk::JOE_PERSON).count(), wk::JOE_PATIENTS.len());
     assert!(of_type(&all, "Organization").count() >= 10);
     let (all0, _) = generate_with_truth(&DemoConfig { seed: 3, n_people: 0 });
     assert_eq!(all0.len(), all.len());
+    // The fixed people are the same whatever the seed.
+    let (other_seed, _) = generate_with_truth(&DemoConfig { seed: 99, n_people: 5 });
+    assert_eq!(to_bytes(&other_seed), to_bytes(&all));
+}
+
+/// Every `reference` string in `v`, with the path of the field holding it.
+fn collect_references<'a>(v: &'a Value, path: &str, out: &mut Vec<(String, &'a str)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                match (k.as_str(), child) {
+                    ("reference", Value::String(r)) => out.push((path.to_string(), r)),
+                    // Contract.term.action.subject.reference is a list of References.
+                    _ => collect_references(child, &format!("{path}.{k}"), out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|c| collect_references(c, path, out)),
+        _ => {}
+    }
 }
 
 #[test]
@@ -114,7 +120,10 @@ fn resources_come_in_dependency_order_and_every_reference_resolves() {
         "Organization",
         "Practitioner",
         "PractitionerRole",
+        "Contract",
         "Patient",
+        "DocumentReference",
+        "Consent",
         "CareTeam",
         "EpisodeOfCare",
         "Encounter",
@@ -125,21 +134,35 @@ fn resources_come_in_dependency_order_and_every_reference_resolves() {
     let rank: Vec<usize> = all.iter().map(|r| order.iter().position(|t| *t == rtype(r)).expect("known type")).collect();
     assert!(rank.windows(2).all(|w| w[0] <= w[1]), "types out of order");
 
+    let every: BTreeSet<String> = all.iter().map(|r| format!("{}/{}", rtype(r), id(r))).collect();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut checked = 0;
+    let mut forward = 0;
     for r in all {
         let mut refs = Vec::new();
-        collect_references(&r.resource, &mut refs);
-        for reference in refs {
+        collect_references(&r.resource, rtype(r), &mut refs);
+        for (path, reference) in refs {
             let (t, i) = reference.split_once('/').expect("relative Type/id");
             assert!(order.contains(&t), "{reference}");
             assert!(!i.contains('/'), "{reference}");
-            assert!(seen.contains(reference), "{}/{} refers to {reference} not generated before it", rtype(r), id(r));
+            if path == "Contract.supportingInfo" {
+                // The agreement cites its DPIA, which names the agreement back: one link is forward.
+                assert!(every.contains(reference), "{}/{} cites missing {reference}", rtype(r), id(r));
+                forward += 1;
+            } else {
+                assert!(
+                    seen.contains(reference),
+                    "{}/{} refers to {reference} not generated before it",
+                    rtype(r),
+                    id(r)
+                );
+            }
             checked += 1;
         }
         seen.insert(format!("{}/{}", rtype(r), id(r)));
     }
     assert!(checked > 10_000, "{checked}");
+    assert_eq!(forward, of_type(all, "Contract").count());
 }
 
 #[test]
@@ -562,13 +585,20 @@ fn truth_is_hidden_from_the_resources() {
     let person_of: HashMap<&str, u32> = truth.iter().map(|(p, n)| (p.as_str(), *n)).collect();
     let suffix = |p: &str| p.rsplit('-').next().unwrap().to_string();
     let mut by_suffix: HashMap<String, Vec<u32>> = HashMap::new();
-    for p in of_type(all, "Patient").filter(|p| !id(p).ends_with("-joe")) {
+    // Joe's and the fixed people's ids are named (`pat-<partner>-joe`) for demo scripts.
+    let numbered = |i: &str| i.rsplit('-').next().is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()));
+    for p in of_type(all, "Patient").filter(|p| numbered(id(p))) {
         by_suffix.entry(suffix(id(p))).or_default().push(person_of[id(p)]);
     }
     let coincidences = by_suffix.values().filter(|v| v.iter().collect::<BTreeSet<_>>().len() < v.len()).count();
     assert!(coincidences < 20, "{coincidences}");
+    // The only Patient extension is the national data opt-out, which is about the person's
+    // choice, not their identity.
     for p in of_type(all, "Patient") {
-        assert!(p.resource.get("extension").is_none() && p.resource.get("link").is_none());
+        assert!(p.resource.get("link").is_none());
+        for e in p.resource.get("extension").and_then(Value::as_array).into_iter().flatten() {
+            assert_eq!(e["url"], wk::NATIONAL_OPT_OUT_EXTENSION_URL);
+        }
     }
 }
 
