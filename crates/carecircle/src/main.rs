@@ -236,6 +236,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo { serve: mut args, seed, people } => {
             args.auth.dev_issuer = true;
+            // The demo's agreements are held by the council, which hosts the partnership's
+            // governance; the administrator writes as it.
+            args.default_custodian = format!("Organization/{}", carecircle_demo::well_known::GOVERNANCE_HOST_ORG);
             let store = open_store(&cli.storage).await?;
             import::ensure_demo(&Record::new(store.clone()), seed, people).await?;
             let base = args.base_url.clone().unwrap_or_else(|| format!("http://{}", args.listen));
