@@ -53,6 +53,8 @@ pub struct PolicyAccess {
     home: String,
     engine: RwLock<Arc<AccessEngine>>,
     organisations: RwLock<Arc<HashMap<String, Organisation>>>,
+    /// The partnership's organisations as stored, for the care-coordination rules.
+    directory: RwLock<Arc<carecircle_care::OrgDirectory>>,
     cache_person_facts: bool,
     person_cache: Mutex<HashMap<String, PersonFacts>>,
     generation: AtomicU64,
@@ -105,13 +107,14 @@ impl PolicyAccess {
         home: &str,
     ) -> Result<PolicyAccess, RecordError> {
         let home = bare(home, "Organization");
-        let (engine, organisations) = PolicyAccess::build(&record, &scheme, &home).await?;
+        let (engine, organisations, directory) = PolicyAccess::build(&record, &scheme, &home).await?;
         Ok(PolicyAccess {
             record,
             scheme,
             home,
             engine: RwLock::new(Arc::new(engine)),
             organisations: RwLock::new(Arc::new(organisations)),
+            directory: RwLock::new(Arc::new(directory)),
             cache_person_facts,
             person_cache: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -122,9 +125,11 @@ impl PolicyAccess {
         record: &Record,
         scheme: &Scheme,
         home: &str,
-    ) -> Result<(AccessEngine, HashMap<String, Organisation>), RecordError> {
+    ) -> Result<(AccessEngine, HashMap<String, Organisation>, carecircle_care::OrgDirectory), RecordError> {
         let mut organisations = Vec::new();
-        for resource in all_of(record, "Organization", Vec::new()).await? {
+        let organization_resources = all_of(record, "Organization", Vec::new()).await?;
+        let directory = carecircle_care::OrgDirectory::from_organizations(organization_resources.iter());
+        for resource in organization_resources {
             match Organisation::from_resource(&resource) {
                 Ok(org) => organisations.push(org),
                 Err(e) => {
@@ -174,7 +179,7 @@ impl PolicyAccess {
         });
         let engine = AccessEngine::new(&agreements, &organisations, scheme.clone())
             .map_err(|e| RecordError::Internal(format!("building the access engine: {e}")))?;
-        Ok((engine, organisations.into_iter().map(|o| (o.id.clone(), o)).collect()))
+        Ok((engine, organisations.into_iter().map(|o| (o.id.clone(), o)).collect(), directory))
     }
 
     fn engine(&self) -> Arc<AccessEngine> {
@@ -335,6 +340,38 @@ fn today_text() -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
+/// Whether a Task is a closed-loop referral (Gravity pattern): it fulfils a `ServiceRequest` and
+/// is owned by an organisation. Other Tasks are ordinary records.
+fn is_referral(task: &Value) -> bool {
+    task.pointer("/focus/reference").and_then(Value::as_str).is_some_and(|r| r.starts_with("ServiceRequest/"))
+        && task.pointer("/owner/reference").and_then(Value::as_str).is_some_and(|r| r.starts_with("Organization/"))
+}
+
+impl PolicyAccess {
+    /// The referral state machine: a new referral starts as requested by its requester; each
+    /// change is a transition the table in `carecircle-care` allows for the party making it.
+    fn check_referral(&self, principal: &Principal, old: Option<&Value>, new: &Value) -> Result<(), RecordError> {
+        if !is_referral(new) && !old.is_some_and(is_referral) {
+            return Ok(());
+        }
+        let Some(actor) = principal.organization.as_deref().and_then(carecircle_care::OrgId::from_reference) else {
+            return Err(RecordError::Forbidden(carecircle_fhir::Issue::error(
+                carecircle_fhir::IssueType::Forbidden,
+                "referrals are made and answered by partner organisations' staff and systems",
+            )));
+        };
+        let directory = self.directory.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let checked = match old {
+            None => carecircle_care::check_new_referral(new, &actor, &directory),
+            Some(old) => carecircle_care::check_task_transition(old, new, &actor, &directory),
+        };
+        checked.map(|_| ()).map_err(|error| match error {
+            carecircle_care::TransitionError::NotAParty { .. } => RecordError::Forbidden(error.to_issue()),
+            other => RecordError::Invalid(other.to_issues()),
+        })
+    }
+}
+
 #[async_trait]
 impl AccessControl for PolicyAccess {
     async fn decide(
@@ -411,6 +448,9 @@ impl AccessControl for PolicyAccess {
                 .and_then(Value::as_array)
                 .is_some_and(|p| p.iter().any(|p| p == carecircle_access::agreement::AGREEMENT_PROFILE))
         };
+        if resource_type == "Task" {
+            return self.check_referral(principal, old, new);
+        }
         if resource_type != "Contract" || !(claims_profile(new) || old.is_some_and(claims_profile)) {
             return Ok(());
         }
@@ -448,9 +488,10 @@ impl AccessControl for PolicyAccess {
         }
         if ENGINE_TYPES.contains(&resource_type) {
             match PolicyAccess::build(&self.record, &self.scheme, &self.home).await {
-                Ok((engine, organisations)) => {
+                Ok((engine, organisations, directory)) => {
                     *self.engine.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(engine);
                     *self.organisations.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(organisations);
+                    *self.directory.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(directory);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "rebuilding the access engine failed; the previous agreements stay in force")

@@ -463,3 +463,36 @@ async fn the_administrator_manages_agreements_and_a_new_one_takes_effect_at_once
     assert_eq!(by_partner.status, StatusCode::FORBIDDEN, "{}", by_partner.text);
     assert_eq!(get_as(&app, &admin, "/Condition/c1").await.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn referrals_follow_their_state_machine() {
+    let app = partnership().await;
+    let gp = TestApp::bearer(&app.token(TestApp::system_request(GP)));
+    let put = |id: &str, body: Value| {
+        let uri = format!("/{}/{id}", body["resourceType"].as_str().unwrap());
+        let gp = gp.clone();
+        let app = &app;
+        async move { app.request(Method::PUT, &uri, &[("authorization", gp.as_str())], Some(body.to_string())).await }
+    };
+    let request = json!({"resourceType": "ServiceRequest", "id": "sr1", "status": "active", "intent": "order",
+                         "subject": {"reference": "Patient/joe"}, "code": {"text": "tenancy support"}});
+    assert_eq!(put("sr1", request).await.status, StatusCode::CREATED);
+    let task = |status: &str| {
+        json!({"resourceType": "Task", "id": "t1", "status": status, "intent": "order",
+               "focus": {"reference": "ServiceRequest/sr1"}, "for": {"reference": "Patient/joe"},
+               "requester": {"reference": GP}, "owner": {"reference": HOUSING}})
+    };
+    // A referral cannot start finished.
+    assert_outcome(&put("t1", task("completed")).await, StatusCode::BAD_REQUEST, None, "requested");
+    assert_eq!(put("t1", task("requested")).await.status, StatusCode::CREATED);
+    // Only the owner completes; the requester cannot.
+    assert_eq!(put("t1", task("completed")).await.status, StatusCode::BAD_REQUEST);
+    // Cancelling needs a reason.
+    assert_outcome(&put("t1", task("cancelled")).await, StatusCode::BAD_REQUEST, Some("Task.statusReason"), "reason");
+    let mut cancelled = task("cancelled");
+    cancelled["statusReason"] = json!({"text": "moved out of the area"});
+    let done = put("t1", cancelled).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    // Final: nothing changes any more.
+    assert_eq!(put("t1", task("requested")).await.status, StatusCode::BAD_REQUEST);
+}
