@@ -53,6 +53,50 @@ pub async fn checkpoint(State(state): State<AppState>) -> Result<Response, ApiEr
     }
 }
 
+/// `GET /audit/key`: the log's verifier key (C2SP note verifier key text), public, so anyone
+/// can check the checkpoints' signatures.
+pub async fn key(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let log = audit_log(&state)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}\n", log.verifier().verifier_key()))
+        .into_response())
+}
+
+/// `GET /audit/consistency?old=N&new=M`: the RFC 6962 consistency proof between two tree sizes,
+/// so a client holding an old checkpoint can check the log only grew. Public: it holds hashes only.
+pub async fn consistency(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let mut old = None;
+    let mut new = None;
+    for (name, value) in raw.as_deref().map(parse_query_string).unwrap_or_default() {
+        let parsed = value.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(
+                Issue::error(IssueType::Value, format!("{name} must be a tree size")).at(name.clone()),
+            )
+        })?;
+        match name.as_str() {
+            "old" => old = Some(parsed),
+            "new" => new = Some(parsed),
+            _ => {
+                return Err(ApiError::bad_request(
+                    Issue::error(IssueType::NotSupported, format!("unknown parameter '{name}'")).at(name.clone()),
+                ))
+            }
+        }
+    }
+    let (Some(old), Some(new)) = (old, new) else {
+        return Err(ApiError::bad_request(
+            Issue::error(IssueType::Required, "old and new tree sizes are required").at("old"),
+        ));
+    };
+    let log = audit_log(&state)?;
+    let hashes = log.store().consistency_proof(old, new).await.map_err(|e| match e {
+        carecircle_audit_store::AuditStoreError::OutOfRange { .. } => ApiError::bad_request(
+            Issue::error(IssueType::Value, format!("no consistency proof from {old} to {new} entries")).at("old"),
+        ),
+        other => audit_unavailable(other),
+    })?;
+    Ok(Json(json!({"old": old, "new": new, "hashes": hashes.iter().map(hex).collect::<Vec<_>>()})).into_response())
+}
+
 /// `GET /audit/proof/{seq}`: the inclusion proof of entry `seq` in the latest checkpoint's tree.
 /// The person the entry concerns and governance leads may fetch it.
 pub async fn proof(

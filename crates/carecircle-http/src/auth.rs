@@ -100,6 +100,8 @@ fn is_public(path: &str) -> bool {
             | "/.well-known/jwks.json"
             | "/auth/token"
             | "/audit/checkpoint"
+            | "/audit/key"
+            | "/audit/consistency"
     )
 }
 

@@ -63,6 +63,8 @@ pub fn router(record: Record, config: HttpConfig, auth: Arc<auth::AuthConfig>) -
         .route("/auth/token", axum::routing::post(auth::token))
         .route("/audit/checkpoint", get(audit::checkpoint))
         .route("/audit/proof/{seq}", get(audit::proof))
+        .route("/audit/key", get(audit::key))
+        .route("/audit/consistency", get(audit::consistency))
         .route("/audit/unusual-access", get(audit::unusual_access))
         .route("/audit/break-glass", get(audit::break_glass))
         .route("/metadata", get(interactions::metadata))

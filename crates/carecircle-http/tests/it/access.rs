@@ -324,6 +324,18 @@ async fn a_person_sees_who_accessed_their_record_and_nobody_else_does() {
     let checkpoint = app.request(Method::GET, "/audit/checkpoint", &[("authorization", "")], None).await;
     assert_eq!(checkpoint.status, StatusCode::OK);
     assert!(checkpoint.text.contains("\n\u{2014} "), "a signed note: {}", checkpoint.text);
+    let size: u64 = checkpoint.text.lines().nth(1).unwrap().parse().unwrap();
+    let key = app.request(Method::GET, "/audit/key", &[("authorization", "")], None).await;
+    assert_eq!(key.status, StatusCode::OK);
+    assert!(key.text.starts_with(checkpoint.text.lines().next().unwrap()), "the key names the log: {}", key.text);
+    let grew =
+        app.request(Method::GET, &format!("/audit/consistency?old=1&new={size}"), &[("authorization", "")], None).await;
+    assert_eq!(grew.status, StatusCode::OK, "{}", grew.text);
+    assert!(!grew.body["hashes"].as_array().unwrap().is_empty());
+    let backwards = app
+        .request(Method::GET, &format!("/audit/consistency?old={}&new=1", size + 5), &[("authorization", "")], None)
+        .await;
+    assert_eq!(backwards.status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
