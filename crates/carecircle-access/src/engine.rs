@@ -401,6 +401,13 @@ impl AccessEngine {
                 );
             }
         }
+        let others = self.index.len().saturating_sub(evaluation.considered.len());
+        if !evaluation.considered.is_empty() && others > 0 {
+            let _ = writeln!(
+                out,
+                "  ({others} other policies cannot apply to this action, kind of user, purpose, break-glass state, pair of organisations and resource type, and were not evaluated.)"
+            );
+        }
         if let Some(v) = &evaluation.consent {
             let _ = writeln!(out, "\nConsent ({:?} scheme):", self.scheme.consent_model);
             let _ = writeln!(out, "  - unlabelled content: {}", describe_answer(&v.base));
@@ -580,8 +587,10 @@ impl AccessEngine {
             // A read refused only because of its labels: say which labels. The same read
             // without them has the same key, so the same policies; those that read neither
             // labels nor consent decide it as they did this one, so when none of their forbids
-            // matched, the rest are evaluated again without the labels.
-            let unlabelled_could_pass = !forbids.iter().any(|p| !p.reads_labels_or_consent);
+            // matched, the rest are evaluated again without the labels. (The reference
+            // evaluation, for tests, evaluates everything again, as the rule says.)
+            let unlabelled_could_pass =
+                matches!(choice, Choice::Reference(_)) || !forbids.iter().any(|p| !p.reads_labels_or_consent);
             if let Some(labels) = instance_labels.filter(|l| !l.is_empty() && unlabelled_could_pass) {
                 let unlabelled = Facts {
                     labels: LabelSet::EMPTY,
