@@ -124,11 +124,31 @@ fn scenarios() -> Vec<(&'static str, AccessRequest)> {
             "cross-org deny by consent (housing)",
             request(wk::HOUSING_CASEWORKER, wk::ORG_HOUSING, "housing-caseworker", &[]),
         ),
-        ("cross-org deny, label withheld (second evaluation)", request(wk::JOE_GP, wk::ORG_GP_ASHGROVE, "gp", &[ETH])),
+        (
+            "cross-org deny, label withheld (re-evaluated unlabelled)",
+            request(wk::JOE_GP, wk::ORG_GP_ASHGROVE, "gp", &[ETH]),
+        ),
         ("custodian's own data", request(wk::JOE_CARE_COORDINATOR, wk::ORG_MH_TRUST, "care-coordinator", &[PSY])),
         ("break-glass", glass),
         ("search with filtering", search),
     ]
+}
+
+/// A search page: one user's reads of 20 resources of several types and labels, about one
+/// person, held by two custodians.
+fn page() -> Vec<AccessRequest> {
+    let types = ["Condition", "Encounter", "CarePlan", "Observation", "Flag"];
+    let labels: [&[carecircle_access::SensitivityLabel]; 4] = [&[], &[PSY], &[], &[ETH]];
+    (0..20)
+        .map(|i| {
+            let mut r = request(wk::JOE_GP, wk::ORG_GP_ASHGROVE, "gp", labels[i % labels.len()]);
+            r.what.resource_type = types[i % types.len()].to_string();
+            if i % 3 == 0 {
+                r.what.custodian_id = wk::ORG_HOSPITAL.to_string();
+            }
+            r
+        })
+        .collect()
 }
 
 fn bench_decide(c: &mut Criterion) {
@@ -138,6 +158,10 @@ fn bench_decide(c: &mut Criterion) {
     for (name, req) in scenarios() {
         group.bench_function(name, |b| b.iter(|| engine.decide(black_box(&req), black_box(&consent))));
     }
+    let page = page();
+    group.bench_function("decide_many, a page of 20", |b| {
+        b.iter(|| engine.decide_many(black_box(&page).iter().map(|r| (r, &consent))))
+    });
     group.finish();
 }
 
@@ -168,13 +192,29 @@ fn percentiles() {
             wall.push(t.elapsed().as_nanos());
         }
         println!(
-            "{name:<52} wall p50 {:>6.1} µs p99 {:>6.1} µs | cpu p50 {:>6.1} µs p99 {:>6.1} µs",
+            "{name:<56} wall p50 {:>6.1} µs p99 {:>6.1} µs | cpu p50 {:>6.1} µs p99 {:>6.1} µs",
             quantile(&mut wall, 0.5),
             quantile(&mut wall, 0.99),
             quantile(&mut cpu, 0.5),
             quantile(&mut cpu, 0.99)
         );
     }
+    // A page through decide_many, per decision.
+    let page = page();
+    let mut cpu = Vec::with_capacity(5_000);
+    for i in 0..5_500 {
+        let c = cpu_time::ThreadTime::now();
+        black_box(engine.decide_many(black_box(&page).iter().map(|r| (r, &consent))));
+        if i >= 500 {
+            cpu.push(c.elapsed().as_nanos() / page.len() as u128);
+        }
+    }
+    println!(
+        "{:<56} cpu per decision p50 {:>6.1} µs p99 {:>6.1} µs",
+        "decide_many, a page of 20",
+        quantile(&mut cpu, 0.5),
+        quantile(&mut cpu, 0.99)
+    );
 }
 
 criterion_group! {

@@ -215,6 +215,16 @@ impl LabelSet {
     /// Every label.
     pub const ALL: LabelSet = LabelSet(0b11_1111);
 
+    /// The set's bits (one per label, in [`SensitivityLabel::ALL`] order).
+    pub(crate) const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The set with these bits (bits beyond the known labels are dropped).
+    pub(crate) const fn from_bits(bits: u8) -> LabelSet {
+        LabelSet(bits & LabelSet::ALL.0)
+    }
+
     /// The set of `labels`.
     pub fn of(labels: &[SensitivityLabel]) -> LabelSet {
         labels.iter().fold(LabelSet::EMPTY, |s, l| s.with(*l))

@@ -4,24 +4,26 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::str::FromStr;
 use std::sync::Arc;
 
-use cedar_policy::{
-    Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet, RestrictedExpression, Schema,
-};
+use cedar_policy::{Authorizer, Context, Entities, Entity, EntityUid, PolicySet, Schema};
+use cedar_policy_core::ast::{self, Literal, SlotEnv, ValueKind};
+use cedar_policy_core::evaluator::Evaluator;
+use cedar_policy_core::extensions::Extensions;
 use time::Date;
 
 use crate::agreement::{Agreement, AgreementState};
+use crate::cedar_request::{CedarInputs, ContextFacts, RecordFacts};
 use crate::codes::{LabelSet, Purpose, Sector, SensitivityLabel};
 use crate::consent::{
     verdict, ConsentAnswer, ConsentModel, ConsentQuery, ConsentSource, ConsentVerdict, PersonConsent,
 };
 use crate::organisation::Organisation;
 use crate::policy::{
-    baseline_policies, build_policy_set, clause_policy, parse_policy_set, schema, PolicyBuildError, PolicyIndex,
-    PolicyInfo, PolicySource,
+    baseline_policies, build_policy_set, clause_policy, schema, PolicyBuildError, PolicyIndex, PolicyInfo,
+    PolicySource, RequestKey,
 };
+use crate::policy_sets::PolicySets;
 use crate::profile::date_number;
 
 /// Who is asking.
@@ -38,7 +40,12 @@ pub enum UserKind {
 }
 
 impl UserKind {
-    fn code(self) -> &'static str {
+    /// Every kind of user.
+    pub const ALL: [UserKind; 4] =
+        [UserKind::Practitioner, UserKind::Person, UserKind::SystemClient, UserKind::Administrator];
+
+    /// The code policies compare `principal.kind` with.
+    pub const fn code(self) -> &'static str {
         match self {
             UserKind::Practitioner => "practitioner",
             UserKind::Person => "person",
@@ -232,14 +239,6 @@ pub enum EngineError {
     Cedar(String),
 }
 
-struct CedarNames {
-    user: EntityTypeName,
-    record: EntityTypeName,
-    organization: EntityTypeName,
-    read: EntityUid,
-    write: EntityUid,
-}
-
 /// The access decision engine for one partnership: built once from its agreements,
 /// organisations and scheme (rebuild it when agreements change), then asked for every read
 /// and write.
@@ -247,15 +246,12 @@ pub struct AccessEngine {
     organisations: HashMap<String, Organisation>,
     scheme: Scheme,
     schema: Schema,
+    /// Every policy in its general form, by id: what reasons and explanations describe.
     index: PolicyIndex,
-    /// Baseline policies only: for same-organisation requests and pairs no agreement covers.
-    baseline_set: Arc<PolicySet>,
-    /// Baseline plus the clauses that let `recipient` receive `custodian`'s data, by
-    /// (recipient partner, custodian partner).
-    pair_sets: HashMap<String, HashMap<String, Arc<PolicySet>>>,
+    /// The policies evaluated per request (see `policy_sets.rs`).
+    sets: PolicySets,
     agreements: Vec<Agreement>,
-    names: CedarNames,
-    authorizer: Authorizer,
+    inputs: CedarInputs,
 }
 
 fn cedar_err(e: impl std::fmt::Display) -> EngineError {
@@ -264,8 +260,8 @@ fn cedar_err(e: impl std::fmt::Display) -> EngineError {
 
 impl AccessEngine {
     /// Build the policy set: the baseline policies and one policy per clause of every active
-    /// agreement, validated against the Cedar schema. Agreements that are not active are kept
-    /// for explanations only.
+    /// agreement, validated against the Cedar schema, and the per-request subsets of it (also
+    /// validated). Agreements that are not active are kept for explanations only.
     pub fn new(
         agreements: &[Agreement],
         organisations: &[Organisation],
@@ -285,56 +281,19 @@ impl AccessEngine {
             }
         }
         let baseline = baseline_policies(&scheme.break_glass_roles);
-        let mut clauses: Vec<(PolicyInfo, Vec<String>, Vec<String>)> = Vec::new();
+        let mut all: Vec<PolicyInfo> = baseline.clone();
         for agreement in agreements.iter().filter(|a| a.status == crate::agreement::AgreementStatus::Active) {
             for clause in &agreement.clauses {
-                clauses.push((clause_policy(agreement, clause), clause.recipients.clone(), clause.disclosers.clone()));
+                all.push(clause_policy(agreement, clause));
             }
         }
-        // Validate everything together once; the per-pair sets are subsets of it.
-        let mut all: Vec<PolicyInfo> = baseline.clone();
-        all.extend(clauses.iter().map(|(p, _, _)| p.clone()));
+        // The general policies, validated together; the sets evaluated per request are built
+        // from the same standing policies and the clauses specialised to each pair.
         build_policy_set(&schema, &all)?;
-
-        // The per-pair sets are subsets of the set validated above, so they need no second
-        // validation.
-        let baseline_set = Arc::new(parse_policy_set(&baseline)?);
-        let mut pairs: HashMap<(String, String), Vec<PolicyInfo>> = HashMap::new();
-        for (info, recipients, disclosers) in &clauses {
-            for r in recipients {
-                for d in disclosers.iter().filter(|d| *d != r) {
-                    pairs.entry((r.clone(), d.clone())).or_insert_with(|| baseline.clone()).push(info.clone());
-                }
-            }
-        }
-        let mut pair_sets: HashMap<String, HashMap<String, Arc<PolicySet>>> = HashMap::new();
-        for ((recipient, custodian), infos) in pairs {
-            let set = Arc::new(parse_policy_set(&infos)?);
-            pair_sets.entry(recipient).or_default().insert(custodian, set);
-        }
+        let sets = PolicySets::build(&schema, &baseline, agreements)?;
         let index: PolicyIndex = all.into_iter().map(|p| (p.id.clone(), p)).collect();
-        let type_name = |n: &str| EntityTypeName::from_str(n).map_err(cedar_err);
-        let action = |a: &str| -> Result<EntityUid, EngineError> {
-            Ok(EntityUid::from_type_name_and_id(type_name("CareCircle::Action")?, EntityId::new(a)))
-        };
-        let names = CedarNames {
-            user: type_name("CareCircle::User")?,
-            record: type_name("CareCircle::Record")?,
-            organization: type_name("CareCircle::Organization")?,
-            read: action("read")?,
-            write: action("write")?,
-        };
-        Ok(AccessEngine {
-            organisations,
-            scheme,
-            schema,
-            index,
-            baseline_set,
-            pair_sets,
-            agreements: agreements.to_vec(),
-            names,
-            authorizer: Authorizer::new(),
-        })
+        let inputs = CedarInputs::new(organisations.values())?;
+        Ok(AccessEngine { organisations, scheme, schema, index, sets, agreements: agreements.to_vec(), inputs })
     }
 
     /// Every compiled policy's metadata (id, source, description, Cedar text).
@@ -358,20 +317,40 @@ impl AccessEngine {
         Some((org, partner))
     }
 
-    fn policy_set(&self, recipient: &str, custodian: &str) -> &PolicySet {
-        self.pair_sets.get(recipient).and_then(|m| m.get(custodian)).unwrap_or(&self.baseline_set)
-    }
-
     /// Decide one request for the person whose consents are `consent`.
     pub fn decide(&self, request: &AccessRequest, consent: &PersonConsent) -> Decision {
-        self.evaluate(request, consent, false).decision
+        self.evaluate(request, consent, false, None, Choice::Indexed).decision
+    }
+
+    /// Decide several requests, each with its person's consents, in order: the same answers
+    /// as [`AccessEngine::decide`] on each, with the per-user work (the user's organisation
+    /// and Cedar entity) done once for consecutive requests by the same user, as on a search
+    /// page.
+    pub fn decide_many<'a>(
+        &self,
+        items: impl IntoIterator<Item = (&'a AccessRequest, &'a PersonConsent)>,
+    ) -> Vec<Decision> {
+        let mut user: Option<(&'a Requester, Option<Arc<ast::Entity>>)> = None;
+        items
+            .into_iter()
+            .map(|(request, consent)| {
+                if user.as_ref().is_none_or(|(who, _)| **who != request.who) {
+                    let entity = self.partner_of(&request.who.organisation_id).map(|(organisation, partner)| {
+                        Arc::new(self.inputs.build_user(&request.who, organisation, partner))
+                    });
+                    user = Some((&request.who, entity));
+                }
+                let entity = user.as_ref().and_then(|(_, e)| e.as_ref());
+                self.evaluate(request, consent, false, entity, Choice::Indexed).decision
+            })
+            .collect()
     }
 
     /// A human-readable account of [`AccessEngine::decide`] for a governance lead: the
     /// policies considered and which matched, the agreement clauses, the consent provision,
     /// and the agreements between the two organisations that are not in force.
     pub fn explain(&self, request: &AccessRequest, consent: &PersonConsent) -> String {
-        let evaluation = self.evaluate(request, consent, true);
+        let evaluation = self.evaluate(request, consent, true, None, Choice::Indexed);
         let mut out = String::new();
         let d = &evaluation.decision;
         let effect = match d.effect {
@@ -422,6 +401,13 @@ impl AccessEngine {
                 );
             }
         }
+        let others = self.index.len().saturating_sub(evaluation.considered.len());
+        if !evaluation.considered.is_empty() && others > 0 {
+            let _ = writeln!(
+                out,
+                "  ({others} other policies cannot apply to this action, kind of user, purpose, break-glass state, pair of organisations and resource type, and were not evaluated.)"
+            );
+        }
         if let Some(v) = &evaluation.consent {
             let _ = writeln!(out, "\nConsent ({:?} scheme):", self.scheme.consent_model);
             let _ = writeln!(out, "  - unlabelled content: {}", describe_answer(&v.base));
@@ -455,7 +441,15 @@ impl AccessEngine {
     }
 
     /// `explaining`: also list the policies considered (only explanations need them).
-    fn evaluate(&self, request: &AccessRequest, consent: &PersonConsent, explaining: bool) -> Evaluation {
+    /// `user`: the request's `User` entity, when the caller has it already.
+    fn evaluate(
+        &self,
+        request: &AccessRequest,
+        consent: &PersonConsent,
+        explaining: bool,
+        user: Option<&Arc<ast::Entity>>,
+        choice: Choice<'_>,
+    ) -> Evaluation {
         let who = &request.who;
         let break_glass = request.break_glass_reason.is_some();
         // A person or an administrator acts for no partner: they are placed beside the
@@ -510,18 +504,27 @@ impl AccessEngine {
             (Some(v), None) => (v.base.permits, v.base.refuses_emergency),
         };
 
-        let set = self.policy_set(&user_partner.id, &custodian.id);
+        let key = RequestKey {
+            action: request.what.action,
+            kind: who.kind,
+            same_partner: !cross_org,
+            purpose: request.purpose,
+            break_glass,
+        };
+        let selected = self.sets.select(&user_partner.id, &custodian.id, &request.what.resource_type, key);
+        let user = match user {
+            Some(entity) => Arc::clone(entity),
+            None => self.inputs.user(who, user_org, user_partner),
+        };
         let facts = Facts {
             request,
-            user_org,
-            user_partner,
             custodian,
             labels: instance_labels.unwrap_or(LabelSet::EMPTY),
             consent_permits,
             refuses_emergency,
             national_opt_out: consent.national_opt_out,
         };
-        let (allowed, matched, errors) = match self.run_cedar(set, &facts) {
+        let answer = match self.run(choice, &selected.all, Arc::clone(&user), &facts) {
             Ok(r) => r,
             Err(e) => {
                 return Evaluation::refused(
@@ -531,13 +534,13 @@ impl AccessEngine {
                 );
             }
         };
+        let matched = &answer.matched;
 
         let mut reasons = Vec::new();
         let mut withheld = LabelSet::EMPTY;
         let effect;
-        if allowed {
-            let permits: Vec<&PolicyInfo> =
-                matched.iter().filter_map(|id| self.index.get(id)).filter(|p| p.permit).collect();
+        if answer.allowed {
+            let permits: Vec<&PolicyInfo> = matched.iter().copied().filter(|p| p.permit).collect();
             let agreement_releases =
                 permits.iter().fold(LabelSet::EMPTY, |acc, p| acc.union(p.releases.unwrap_or(LabelSet::ALL)));
             let overridden = break_glass && request.purpose == Purpose::EmergencyTreat && !refuses_emergency;
@@ -557,8 +560,7 @@ impl AccessEngine {
             effect = if withheld.is_empty() { Effect::Permit } else { Effect::PermitWithFiltering };
         } else {
             effect = Effect::Deny;
-            let forbids: Vec<&PolicyInfo> =
-                matched.iter().filter_map(|id| self.index.get(id)).filter(|p| !p.permit).collect();
+            let forbids: Vec<&PolicyInfo> = matched.iter().copied().filter(|p| !p.permit).collect();
             for p in &forbids {
                 reasons.push(reason_for(p));
             }
@@ -583,25 +585,32 @@ impl AccessEngine {
                     text: "No policy permits this: no agreement clause in force covers this organisation, purpose, data and labels (deny by default).".to_string(),
                 });
             }
-            if !errors.is_empty() {
+            if !answer.errors.is_empty() {
                 reasons.push(Reason {
                     policy_id: "baseline:evaluation-error".to_string(),
                     kind: ReasonKind::Baseline,
-                    text: format!("Policy evaluation errors: {}", errors.join("; ")),
+                    text: format!("Policy evaluation errors: {}", answer.errors.join("; ")),
                 });
             }
-            // A read refused only because of its labels: say which labels.
-            if let Some(labels) = instance_labels.filter(|l| !l.is_empty()) {
+            // A read refused only because of its labels: say which labels. The same read
+            // without them has the same key, so the same policies; those that read neither
+            // labels nor consent decide it as they did this one, so when none of their forbids
+            // matched, the rest are evaluated again without the labels. (The reference
+            // evaluation, for tests, evaluates everything again, as the rule says.)
+            let unlabelled_could_pass =
+                matches!(choice, Choice::Reference(_)) || !forbids.iter().any(|p| !p.reads_labels_or_consent);
+            if let Some(labels) = instance_labels.filter(|l| !l.is_empty() && unlabelled_could_pass) {
                 let unlabelled = Facts {
                     labels: LabelSet::EMPTY,
                     consent_permits: consent_verdict.as_ref().is_none_or(|v| v.base.permits),
                     refuses_emergency: consent_verdict.as_ref().is_some_and(|v| v.base.refuses_emergency),
                     ..facts
                 };
-                if let Ok((true, m, _)) = self.run_cedar(set, &unlabelled) {
+                if let Ok(CedarAnswer { allowed: true, matched: m, .. }) =
+                    self.run(choice, &selected.without_labels, user, &unlabelled)
+                {
                     let releases = m
                         .iter()
-                        .filter_map(|id| self.index.get(id))
                         .filter(|p| p.permit)
                         .fold(LabelSet::EMPTY, |acc, p| acc.union(p.releases.unwrap_or(LabelSet::ALL)));
                     let consent_releases = consent_verdict.as_ref().map_or(LabelSet::ALL, ConsentVerdict::released);
@@ -610,8 +619,13 @@ impl AccessEngine {
             }
         }
 
-        let considered: Vec<String> =
-            if explaining { set.policies().map(|p| p.id().to_string()).collect() } else { Vec::new() };
+        let (considered, matched) = if explaining {
+            let considered =
+                selected.all.iter().filter_map(|i| self.sets.policy(*i)).map(|p| p.info.id.clone()).collect();
+            (considered, matched.iter().map(|p| p.id.clone()).collect())
+        } else {
+            (Vec::new(), Vec::new())
+        };
         Evaluation {
             decision: Decision { effect, reasons, break_glass, withheld_labels: withheld.to_vec() },
             considered,
@@ -623,110 +637,165 @@ impl AccessEngine {
         }
     }
 
-    fn uid(&self, type_name: &EntityTypeName, id: &str) -> EntityUid {
-        EntityUid::from_type_name_and_id(type_name.clone(), EntityId::new(id))
-    }
-
-    /// One Cedar evaluation: (allowed, matched policy ids, error messages).
-    fn run_cedar(&self, set: &PolicySet, f: &Facts<'_>) -> Result<(bool, Vec<String>, Vec<String>), EngineError> {
+    fn context_facts(&self, f: &Facts<'_>) -> ContextFacts {
         let r = f.request;
-        let who = &r.who;
-        let org = |id: &str| RestrictedExpression::new_entity_uid(self.uid(&self.names.organization, id));
-        let s = |v: &str| RestrictedExpression::new_string(v.to_string());
-        let principal = self.uid(&self.names.user, &who.user_id);
-        let resource = self.uid(&self.names.record, "target");
-        let user = Entity::new(
-            principal.clone(),
-            HashMap::from([
-                ("kind".to_string(), s(who.kind.code())),
-                ("role".to_string(), s(&who.role)),
-                ("organization".to_string(), org(&f.user_org.id)),
-                ("partner".to_string(), org(&f.user_partner.id)),
-                ("sector".to_string(), s(f.user_partner.sector.code())),
-                ("person".to_string(), s(who.person_id.as_deref().unwrap_or(""))),
-            ]),
-            Default::default(),
-        )
-        .map_err(cedar_err)?;
-        let record = Entity::new(
-            resource.clone(),
-            HashMap::from([
-                ("resource_type".to_string(), s(&r.what.resource_type)),
-                (
-                    "labels".to_string(),
-                    RestrictedExpression::new_set(f.labels.to_vec().into_iter().map(|l| s(l.code()))),
-                ),
-                ("custodian".to_string(), org(&f.custodian.id)),
-                ("custodian_sector".to_string(), s(f.custodian.sector.code())),
-                ("subject".to_string(), s(r.what.subject_person.as_deref().unwrap_or(""))),
-            ]),
-            Default::default(),
-        )
-        .map_err(cedar_err)?;
-        let entities = Entities::from_entities([user, record], None).map_err(cedar_err)?;
-        let context = Context::from_pairs([
-            ("purpose".to_string(), s(r.purpose.code())),
-            ("today".to_string(), RestrictedExpression::new_long(date_number(r.today))),
-            ("break_glass".to_string(), RestrictedExpression::new_bool(r.break_glass_reason.is_some())),
-            (
-                "break_glass_reason_given".to_string(),
-                RestrictedExpression::new_bool(r.break_glass_reason.as_deref().is_some_and(|s| !s.trim().is_empty())),
-            ),
-            (
-                "relationship".to_string(),
-                RestrictedExpression::new_bool(r.relationship.in_care_team || r.relationship.on_partner_list),
-            ),
-            ("consent_permits".to_string(), RestrictedExpression::new_bool(f.consent_permits)),
-            ("consent_refuses_emergency".to_string(), RestrictedExpression::new_bool(f.refuses_emergency)),
-            ("national_opt_out".to_string(), RestrictedExpression::new_bool(f.national_opt_out)),
-        ])
-        .map_err(cedar_err)?;
-        let action = match r.what.action {
-            Action::Read => self.names.read.clone(),
-            Action::Write => self.names.write.clone(),
-        };
-        let cedar_request =
-            cedar_policy::Request::new(principal, action, resource, context, None).map_err(cedar_err)?;
-        let response = self.authorizer.is_authorized(&cedar_request, set, &entities);
-        let matched = response.diagnostics().reason().map(ToString::to_string).collect();
-        let errors: Vec<String> = response.diagnostics().errors().map(ToString::to_string).collect();
-        Ok((response.decision() == cedar_policy::Decision::Allow, matched, errors))
+        ContextFacts {
+            purpose: r.purpose,
+            today: date_number(r.today),
+            break_glass: r.break_glass_reason.is_some(),
+            break_glass_reason_given: r.break_glass_reason.as_deref().is_some_and(|s| !s.trim().is_empty()),
+            relationship: r.relationship.in_care_team || r.relationship.on_partner_list,
+            consent_permits: f.consent_permits,
+            consent_refuses_emergency: f.refuses_emergency,
+            national_opt_out: f.national_opt_out,
+        }
     }
 
-    /// Check a request against the schema (used by tests: the context and entities the engine
-    /// builds must match what the policies were validated against).
+    fn record_facts<'a>(&self, f: &Facts<'a>) -> RecordFacts<'a> {
+        RecordFacts {
+            resource_type: &f.request.what.resource_type,
+            custodian: f.custodian,
+            subject: f.request.what.subject_person.as_deref(),
+            labels: f.labels,
+        }
+    }
+
+    /// One Cedar authorization of the request for `user` against the policies `list`
+    /// (indexes into `self.sets`).
+    ///
+    /// Cedar's own `Authorizer` rebuilds each policy's condition expression and a response
+    /// with maps and policy objects on every call, which cost more than the evaluation itself.
+    /// This runs Cedar's evaluator on the conditions built once per engine and combines the
+    /// results by Cedar's rule: allowed when some permit is satisfied and no forbid is; a
+    /// policy whose evaluation errs is not satisfied and its error is reported; the
+    /// determining policies are the satisfied forbids of a denial, else the satisfied permits.
+    /// A test checks it against `cedar_policy::Authorizer` over the policies in their general
+    /// form (`engine::tests`).
+    fn authorize(&self, list: &[usize], user: Arc<ast::Entity>, f: &Facts<'_>) -> Result<CedarAnswer<'_>, EngineError> {
+        let record = self.inputs.record(&self.record_facts(f));
+        let context = self.inputs.context(&self.context_facts(f));
+        let request = self.inputs.core_request(&user, f.request.what.action, context);
+        let entities = self.inputs.core_entities(user, record)?;
+        let evaluator = Evaluator::new(request, &entities, Extensions::all_available());
+        let no_slots = SlotEnv::new();
+        let mut permits = Vec::new();
+        let mut forbids = Vec::new();
+        let mut errors = Vec::new();
+        for policy in list.iter().filter_map(|i| self.sets.policy(*i)) {
+            let satisfied =
+                evaluator.interpret(&policy.condition, &no_slots).map_err(|e| e.to_string()).and_then(|v| {
+                    match v.value_kind() {
+                        ValueKind::Lit(Literal::Bool(b)) => Ok(*b),
+                        other => Err(format!("the condition evaluated to {other:?}, not a boolean")),
+                    }
+                });
+            match satisfied {
+                Ok(true) if policy.info.permit => permits.push(&policy.info),
+                Ok(true) => forbids.push(&policy.info),
+                Ok(false) => {}
+                Err(e) => errors.push(format!("while evaluating policy `{}`: {e}", policy.info.id)),
+            }
+        }
+        let allowed = !permits.is_empty() && forbids.is_empty();
+        // `list` is in id order, so `matched` is too.
+        let matched = if forbids.is_empty() { permits } else { forbids };
+        Ok(CedarAnswer { allowed, matched, errors })
+    }
+
+    /// [`AccessEngine::authorize`] by `cedar_policy::Authorizer` over `set`: the reference
+    /// the engine's own evaluation is tested against.
+    fn authorize_by_cedar(
+        &self,
+        set: &PolicySet,
+        user: Arc<ast::Entity>,
+        f: &Facts<'_>,
+    ) -> Result<CedarAnswer<'_>, EngineError> {
+        let record = self.inputs.record(&self.record_facts(f));
+        let context = self.inputs.context(&self.context_facts(f));
+        let request = cedar_policy::Request::from(self.inputs.core_request(&user, f.request.what.action, context));
+        let entities = Entities::from(self.inputs.core_entities(user, record)?);
+        let response = Authorizer::new().is_authorized(&request, set, &entities);
+        let mut matched: Vec<&PolicyInfo> =
+            response.diagnostics().reason().filter_map(|id| self.index.get(AsRef::<str>::as_ref(id))).collect();
+        matched.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let errors: Vec<String> = response.diagnostics().errors().map(ToString::to_string).collect();
+        Ok(CedarAnswer { allowed: response.decision() == cedar_policy::Decision::Allow, matched, errors })
+    }
+
+    fn run(
+        &self,
+        choice: Choice<'_>,
+        list: &[usize],
+        user: Arc<ast::Entity>,
+        f: &Facts<'_>,
+    ) -> Result<CedarAnswer<'_>, EngineError> {
+        match choice {
+            Choice::Indexed => self.authorize(list, user, f),
+            Choice::Reference(set) => self.authorize_by_cedar(set, user, f),
+        }
+    }
+
+    /// Check what the engine gives Cedar for `request` (the `User` and `Record` entities and
+    /// the context, built exactly as a decision builds them) against the schema the policies
+    /// were validated against.
     pub fn request_conforms_to_schema(&self, request: &AccessRequest) -> Result<(), EngineError> {
-        let org = |id: &str| RestrictedExpression::new_entity_uid(self.uid(&self.names.organization, id));
-        let _ = org;
-        let context = Context::from_pairs([
-            ("purpose".to_string(), RestrictedExpression::new_string(request.purpose.code().to_string())),
-            ("today".to_string(), RestrictedExpression::new_long(date_number(request.today))),
-            ("break_glass".to_string(), RestrictedExpression::new_bool(false)),
-            ("break_glass_reason_given".to_string(), RestrictedExpression::new_bool(false)),
-            ("relationship".to_string(), RestrictedExpression::new_bool(false)),
-            ("consent_permits".to_string(), RestrictedExpression::new_bool(false)),
-            ("consent_refuses_emergency".to_string(), RestrictedExpression::new_bool(false)),
-            ("national_opt_out".to_string(), RestrictedExpression::new_bool(false)),
-        ])
+        let unknown = |id: &str| EngineError::Cedar(format!("Organization/{id} is not a registered partner"));
+        let (user_org, user_partner) =
+            self.partner_of(&request.who.organisation_id).ok_or_else(|| unknown(&request.who.organisation_id))?;
+        let (_, custodian) =
+            self.partner_of(&request.what.custodian_id).ok_or_else(|| unknown(&request.what.custodian_id))?;
+        let facts = Facts {
+            request,
+            custodian,
+            labels: request.what.labels.as_deref().map_or(LabelSet::EMPTY, LabelSet::of),
+            consent_permits: false,
+            refuses_emergency: false,
+            national_opt_out: false,
+        };
+        let user = self.inputs.build_user(&request.who, user_org, user_partner);
+        let record = self.inputs.record(&self.record_facts(&facts));
+        let context = self.inputs.context(&self.context_facts(&facts));
+        cedar_policy::Request::new(
+            EntityUid::from(user.uid().clone()),
+            self.inputs.action(request.what.action),
+            self.inputs.target(),
+            Context::from(context),
+            Some(&self.schema),
+        )
         .map_err(cedar_err)?;
-        let principal = self.uid(&self.names.user, &request.who.user_id);
-        let resource = self.uid(&self.names.record, "target");
-        cedar_policy::Request::new(principal, self.names.read.clone(), resource, context, Some(&self.schema))
-            .map(|_| ())
-            .map_err(cedar_err)
+        Entities::from_entities([Entity::from(user), Entity::from(record)], Some(&self.schema)).map_err(cedar_err)?;
+        Ok(())
     }
 }
 
+/// The facts of one Cedar evaluation beyond the user.
 #[derive(Clone, Copy)]
 struct Facts<'a> {
     request: &'a AccessRequest,
-    user_org: &'a Organisation,
-    user_partner: &'a Organisation,
     custodian: &'a Organisation,
     labels: LabelSet,
     consent_permits: bool,
     refuses_emergency: bool,
     national_opt_out: bool,
+}
+
+/// Which policies a decision is evaluated against.
+#[derive(Clone, Copy)]
+enum Choice<'a> {
+    /// Those that can apply to the request, by the engine's own authorization.
+    Indexed,
+    /// Every policy in its general form, by `cedar_policy::Authorizer` (tests only).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Reference(&'a PolicySet),
+}
+
+/// What Cedar answered.
+struct CedarAnswer<'e> {
+    allowed: bool,
+    /// The policies that matched, in id order.
+    matched: Vec<&'e PolicyInfo>,
+    /// Evaluation errors.
+    errors: Vec<String>,
 }
 
 struct Evaluation {
@@ -769,25 +838,37 @@ fn reason_for(p: &PolicyInfo) -> Reason {
 }
 
 fn describe_answer(a: &ConsentAnswer) -> String {
-    let verb = if a.permits { "permitted" } else { "not permitted" };
-    let from = match &a.source {
-        ConsentSource::Provision { consent_id, version, provision_path } => format!(
-            "by {} {provision_path} of Consent/{consent_id} (version {})",
+    // Written into one string: this runs on every decision about another organisation's data.
+    let mut out = String::with_capacity(160);
+    out.push_str(if a.permits { "permitted" } else { "not permitted" });
+    fn version(v: &str) -> &str {
+        if v.is_empty() {
+            "-"
+        } else {
+            v
+        }
+    }
+    let _ = match &a.source {
+        ConsentSource::Provision { consent_id, version: v, provision_path } => write!(
+            out,
+            " by {} {provision_path} of Consent/{consent_id} (version {})",
             if a.permits { "permit provision" } else { "provision" },
-            if version.is_empty() { "-" } else { version }
+            version(v)
         ),
-        ConsentSource::Withdrawn { consent_id, version } => format!(
-            "Consent/{consent_id} (version {}) is withdrawn; the scheme's default applies",
-            if version.is_empty() { "-" } else { version }
-        ),
-        ConsentSource::SchemeDefault(ConsentModel::OptIn) => "no consent applies and the scheme is opt-in".to_string(),
+        ConsentSource::Withdrawn { consent_id, version: v } => {
+            write!(out, ": Consent/{consent_id} (version {}) is withdrawn; the scheme's default applies", version(v))
+        }
+        ConsentSource::SchemeDefault(ConsentModel::OptIn) => {
+            write!(out, ": no consent applies and the scheme is opt-in")
+        }
         ConsentSource::SchemeDefault(ConsentModel::OptOut) => {
-            "no consent provision applies; the opt-out scheme shares unlabelled data only".to_string()
+            write!(out, ": no consent provision applies; the opt-out scheme shares unlabelled data only")
         }
     };
-    let emergency = if a.refuses_emergency { " (explicitly including emergency access)" } else { "" };
-    let sep = if matches!(a.source, ConsentSource::Provision { .. }) { " " } else { ": " };
-    format!("{verb}{sep}{from}{emergency}")
+    if a.refuses_emergency {
+        out.push_str(" (explicitly including emergency access)");
+    }
+    out
 }
 
 fn consent_reason(a: &ConsentAnswer, overridden: bool) -> Reason {
@@ -810,4 +891,202 @@ fn consent_reason(a: &ConsentAnswer, overridden: bool) -> Reason {
         _ => "consent:gate",
     };
     Reason { policy_id: policy_id.to_string(), kind, text }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine evaluates, per request, only the policies that can apply to it (clause
+    //! policies specialised to the pair and resource type) by its own loop over Cedar's
+    //! evaluator. These tests check that this decides exactly as `cedar_policy::Authorizer`
+    //! does over every policy in its general form.
+
+    use carecircle_demo::well_known as wk;
+    use carecircle_demo::{generate, DemoConfig};
+    use time::macros::date;
+
+    use super::*;
+    use crate::codes::SensitivityLabel::{
+        MentalHealth as PSY, Restricted as R, SexualAndDomesticViolence as SDV, SubstanceUse as ETH,
+    };
+    use crate::demo_support::{AgreementSpec, ClauseSpec, ConsentSpec, ProvisionSpec};
+    use crate::policy::parse_policy_set;
+
+    fn organisations() -> Vec<Organisation> {
+        generate(&DemoConfig { seed: 7, n_people: 2 })
+            .iter()
+            .filter(|r| r.resource["resourceType"] == "Organization")
+            .map(|r| Organisation::from_resource(&r.resource).expect("demo organisations follow the profile"))
+            .collect()
+    }
+
+    fn engine(model: ConsentModel) -> AccessEngine {
+        let health = [wk::ORG_HOSPITAL, wk::ORG_GP_ASHGROVE, wk::ORG_MH_TRUST, wk::ORG_AMBULANCE];
+        let others = [wk::ORG_SOCIAL_CARE, wk::ORG_POLICE, wk::ORG_HOUSING];
+        let parties: Vec<&str> = health.iter().chain(others.iter()).copied().collect();
+        let types = ["Patient", "Condition", "CarePlan", "Flag"];
+        let specs = [
+            AgreementSpec::active(
+                "dsa-main",
+                "Shared care record",
+                &parties,
+                "2026-01-01",
+                Some("2028-12-31"),
+                vec![
+                    ClauseSpec::new("health", Purpose::Treat, &health, &types).labels(&[PSY, ETH]),
+                    ClauseSpec::new("plans", Purpose::Treat, &others, &["CarePlan", "Flag"]),
+                    ClauseSpec::new("emergency", Purpose::EmergencyTreat, &[wk::ORG_AMBULANCE, wk::ORG_POLICE], &types)
+                        .labels(&[PSY, R])
+                        .lawful_basis(&["6(1)(d)", "9(2)(c)"]),
+                    ClauseSpec::new("operations", Purpose::Operations, &[wk::ORG_HOSPITAL], &["Condition"])
+                        .disclosers(&[wk::ORG_GP_ASHGROVE, wk::ORG_MH_TRUST]),
+                    ClauseSpec::new("research", Purpose::Research, &[wk::ORG_HOSPITAL], &["Condition"])
+                        .disclosers(&[wk::ORG_MH_TRUST])
+                        .lawful_basis(&["6(1)(e)", "9(2)(j)"]),
+                ],
+            ),
+            AgreementSpec::active(
+                "dsa-referrals",
+                "Referrals",
+                &[wk::ORG_GP_ASHGROVE, wk::ORG_MH_TRUST],
+                "2026-01-01",
+                None,
+                vec![ClauseSpec::new(
+                    "referrals",
+                    Purpose::Treat,
+                    &[wk::ORG_GP_ASHGROVE, wk::ORG_MH_TRUST],
+                    &["Condition", "Task"],
+                )],
+            ),
+        ];
+        let agreements: Vec<Agreement> =
+            specs.iter().map(|s| Agreement::from_contract(&s.to_contract()).expect("valid agreement")).collect();
+        AccessEngine::new(&agreements, &organisations(), Scheme::new(model)).expect("the engine builds")
+    }
+
+    fn consents() -> Vec<PersonConsent> {
+        let joe = |id: &str, root: ProvisionSpec| ConsentSpec::new(id, "pat-joe", wk::ORG_MH_TRUST, "2026-06-01", root);
+        let parse = |specs: &[ConsentSpec], opt_out: bool| {
+            let resources: Vec<_> = specs.iter().map(ConsentSpec::to_resource).collect();
+            PersonConsent::from_resources(&resources, opt_out).expect("valid consent")
+        };
+        vec![
+            PersonConsent::none(),
+            parse(&[joe("c-all", ProvisionSpec::permit())], false),
+            parse(
+                &[joe(
+                    "c-psy",
+                    ProvisionSpec::deny()
+                        .except(ProvisionSpec::permit())
+                        .except(ProvisionSpec::permit().labels(&[PSY]).sectors(&[Sector::PrimaryCare])),
+                )],
+                false,
+            ),
+            parse(&[joe("c-no-emergency", ProvisionSpec::deny().purposes(&[Purpose::EmergencyTreat]))], false),
+            parse(&[joe("c-all", ProvisionSpec::permit())], true),
+        ]
+    }
+
+    /// A request whose every dimension is picked by `pick(n)`, a number below `n`.
+    fn request(pick: &mut impl FnMut(usize) -> usize) -> AccessRequest {
+        let users = [
+            (wk::JOE_GP, wk::ORG_GP_ASHGROVE, UserKind::Practitioner, "gp"),
+            (wk::PARAMEDIC, wk::ORG_AMBULANCE, UserKind::Practitioner, "paramedic"),
+            (wk::POLICE_LIAISON_OFFICER, wk::ORG_POLICE_MH_LIAISON, UserKind::Practitioner, "police-officer"),
+            ("client-pas", wk::ORG_HOSPITAL, UserKind::SystemClient, ""),
+            ("admin", wk::ORG_HOSPITAL, UserKind::Administrator, "ig-lead"),
+            ("portal-joe", wk::ORG_GP_ASHGROVE, UserKind::Person, ""),
+        ];
+        let (user_id, organisation, kind, role) = users[pick(users.len())];
+        let custodians =
+            [wk::ORG_MH_TRUST, wk::ORG_GP_ASHGROVE, wk::ORG_HOSPITAL, wk::ORG_HOUSING, wk::ORG_CRISIS_TEAM];
+        let types =
+            [("Condition", true), ("CarePlan", true), ("Task", true), ("Contract", false), ("AuditEvent", false)];
+        let (resource_type, about_joe) = types[pick(types.len())];
+        let labels: [Option<&[SensitivityLabel]>; 5] = [None, Some(&[]), Some(&[PSY]), Some(&[ETH, R]), Some(&[SDV])];
+        let glass = [None, Some("unresponsive"), Some("  ")];
+        AccessRequest {
+            who: Requester {
+                user_id: user_id.to_string(),
+                organisation_id: organisation.to_string(),
+                kind,
+                role: role.to_string(),
+                person_id: (kind == UserKind::Person).then(|| "person-joe".to_string()),
+            },
+            // Mostly direct care without break-glass, as most requests are.
+            purpose: if pick(3) == 0 { Purpose::ALL[pick(Purpose::ALL.len())] } else { Purpose::Treat },
+            break_glass_reason: if pick(3) == 0 { glass[pick(glass.len())] } else { None }.map(ToString::to_string),
+            what: Target {
+                resource_type: resource_type.to_string(),
+                action: if pick(4) == 0 { Action::Write } else { Action::Read },
+                custodian_id: custodians[pick(custodians.len())].to_string(),
+                subject_person: about_joe.then(|| if pick(8) == 0 { "person-other" } else { "person-joe" }.to_string()),
+                labels: labels[pick(labels.len())].map(<[SensitivityLabel]>::to_vec),
+            },
+            relationship: Relationship { in_care_team: pick(3) > 0, on_partner_list: false },
+            today: if pick(6) == 0 { date!(2029 - 01 - 01) } else { date!(2026 - 11 - 01) },
+        }
+    }
+
+    #[test]
+    fn indexed_decisions_equal_cedar_over_every_policy() {
+        for model in [ConsentModel::OptOut, ConsentModel::OptIn] {
+            let engine = engine(model);
+            let general: Vec<PolicyInfo> = engine.policies().cloned().collect();
+            let every_policy = parse_policy_set(&general).expect("the general policies parse");
+            let consents = consents();
+            // A fixed pseudo-random walk over the request dimensions (xorshift).
+            let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+            let mut pick = |n: usize| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state % n as u64) as usize
+            };
+            let mut effects: HashMap<(Effect, bool), usize> = HashMap::new();
+            for _ in 0..2_500 {
+                let request = request(&mut pick);
+                let consent = &consents[pick(consents.len())];
+                let indexed = engine.evaluate(&request, consent, false, None, Choice::Indexed).decision;
+                let reference =
+                    engine.evaluate(&request, consent, false, None, Choice::Reference(&every_policy)).decision;
+                assert_eq!(indexed, reference, "{request:#?}");
+                assert_eq!(engine.decide_many([(&request, consent)]), vec![indexed.clone()]);
+                *effects.entry((indexed.effect, indexed.withheld_labels.is_empty())).or_default() += 1;
+            }
+            // The walk reaches every kind of answer.
+            for shape in [
+                (Effect::Permit, true),
+                (Effect::PermitWithFiltering, false),
+                (Effect::Deny, true),
+                (Effect::Deny, false),
+            ] {
+                assert!(effects.get(&shape).is_some_and(|n| *n >= 10), "{model:?}: {shape:?} in {effects:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_consent_gate_and_clauses_read_labels_or_consent() {
+        let engine = engine(ConsentModel::OptOut);
+        for p in engine.policies() {
+            let expected = p.id == "consent:gate" || matches!(p.source, PolicySource::Agreement { .. });
+            assert_eq!(p.reads_labels_or_consent, expected, "{}", p.id);
+        }
+    }
+
+    #[test]
+    fn built_inputs_conform_to_the_schema() {
+        let engine = engine(ConsentModel::OptOut);
+        let mut state = 7usize;
+        let mut pick = |n: usize| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % n
+        };
+        for _ in 0..200 {
+            let request = request(&mut pick);
+            if engine.partner_of(&request.who.organisation_id).is_some() {
+                engine.request_conforms_to_schema(&request).expect("conforms");
+            }
+        }
+    }
 }

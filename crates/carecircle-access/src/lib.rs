@@ -9,6 +9,7 @@
 //! `consent:gate` policy. Pure: no I/O, no async. See `docs/access-decision.md`.
 
 pub mod agreement;
+mod cedar_request;
 pub mod codes;
 pub mod consent;
 pub mod demo_support;
@@ -16,6 +17,7 @@ pub mod dpia;
 pub mod engine;
 pub mod organisation;
 pub mod policy;
+mod policy_sets;
 pub mod profile;
 
 pub use agreement::{check_transition, Agreement, AgreementState, AgreementStatus, Clause};

@@ -686,6 +686,24 @@ fn decision_matrix() {
 }
 
 #[test]
+fn decide_many_answers_as_decide_does() {
+    for model in [ConsentModel::OptOut, ConsentModel::OptIn] {
+        let engine = engine(model);
+        let cases: Vec<(Case, Expect)> = cases().into_iter().filter(|(c, _)| c.model == model).collect();
+        let one_by_one: Vec<_> = cases.iter().map(|(c, _)| engine.decide(&c.request, &c.consent)).collect();
+        let many = engine.decide_many(cases.iter().map(|(c, _)| (&c.request, &c.consent)));
+        assert_eq!(many, one_by_one, "{model:?}");
+        // Consecutive requests by one user reuse its entity: the answers still follow each request.
+        let mut same_user: Vec<&Case> =
+            cases.iter().map(|(c, _)| c).filter(|c| c.request.who.user_id == GP.id).collect();
+        same_user.reverse();
+        let many = engine.decide_many(same_user.iter().map(|c| (&c.request, &c.consent)));
+        let one_by_one: Vec<_> = same_user.iter().map(|c| engine.decide(&c.request, &c.consent)).collect();
+        assert_eq!(many, one_by_one, "{model:?}");
+    }
+}
+
+#[test]
 fn a_withdrawal_changes_the_very_next_decision() {
     let engine = engine(ConsentModel::OptIn);
     let req = request(GP);
