@@ -340,11 +340,16 @@ fn today_text() -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
-/// Whether a Task is a closed-loop referral (Gravity pattern): it fulfils a `ServiceRequest` and
-/// is owned by an organisation. Other Tasks are ordinary records.
+/// Whether a Task is a closed-loop referral between partners (Gravity pattern): it fulfils a
+/// `ServiceRequest`, is requested by one organisation and owned by another. Other Tasks
+/// (including a practitioner's own worklist items) are ordinary records.
 fn is_referral(task: &Value) -> bool {
+    let organisation = |pointer: &str| {
+        task.pointer(pointer).and_then(Value::as_str).is_some_and(|r| r.starts_with("Organization/"))
+    };
     task.pointer("/focus/reference").and_then(Value::as_str).is_some_and(|r| r.starts_with("ServiceRequest/"))
-        && task.pointer("/owner/reference").and_then(Value::as_str).is_some_and(|r| r.starts_with("Organization/"))
+        && organisation("/owner/reference")
+        && organisation("/requester/reference")
 }
 
 impl PolicyAccess {
