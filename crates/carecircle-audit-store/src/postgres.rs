@@ -160,7 +160,9 @@ impl PostgresAudit {
 }
 
 /// Checks the entries with `from <= seq < until` in order, a page at a time, and hands the
-/// pieces on (the sender never blocks: it is unbounded).
+/// pieces on (the sender never blocks: it is unbounded). The upper bound is applied here, not in
+/// SQL: with both bounds as parameters, PostgreSQL's generic plan may fetch the whole rest of the
+/// range and sort it for every page.
 async fn check_range(pool: PgPool, from: i64, until: i64, checkpoints: Vec<u64>, out: Sender<Vec<Piece>>) {
     let mut checker = RangeChecker::new(checkpoints);
     let mut next = from;
@@ -168,10 +170,9 @@ async fn check_range(pool: PgPool, from: i64, until: i64, checkpoints: Vec<u64>,
         loop {
             let rows = sqlx::query(
                 "SELECT seq, content, leaf_hash, recorded_ms, action, user_id, organisation, patient_id, break_glass, \
-                 in_care FROM audit_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq LIMIT $3",
+                 in_care FROM audit_entries WHERE seq >= $1 ORDER BY seq LIMIT $2",
             )
             .bind(next)
-            .bind(until)
             .bind(VERIFY_PAGE)
             .fetch_all(&pool)
             .await?;
@@ -179,6 +180,9 @@ async fn check_range(pool: PgPool, from: i64, until: i64, checkpoints: Vec<u64>,
             let last: i64 = last.try_get(0)?;
             for row in &rows {
                 let seq: i64 = row.try_get(0)?;
+                if seq >= until {
+                    return Ok(());
+                }
                 let content: &[u8] = row.try_get(1)?;
                 let leaf: &[u8] = row.try_get(2)?;
                 let organisation: Option<&str> = row.try_get(6)?;

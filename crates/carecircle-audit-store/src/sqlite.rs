@@ -214,6 +214,10 @@ fn append_blocking(
     Ok((first, checkpoint))
 }
 
+/// The memory map verification readers ask for (SQLite caps it at its compile-time maximum,
+/// 2 GB by default).
+const VERIFY_MMAP_PRAGMA: &str = "PRAGMA mmap_size = 4294967296;";
+
 /// Rows a verification reader checks between two hand-overs to the combining thread.
 const VERIFY_HANDOVER_ROWS: usize = 8192;
 
@@ -240,6 +244,8 @@ fn check_range(path: &Path, from: i64, until: i64, checkpoints: Vec<u64>, out: S
     let mut checker = RangeChecker::new(checkpoints);
     let result = (|| -> Result<(), AuditStoreError> {
         let connection = open_connection(path)?;
+        // Reading through a memory map saves a system call and a copy per page.
+        connection.execute_batch(VERIFY_MMAP_PRAGMA).map_err(backend_error)?;
         let mut statement = connection
             .prepare(
                 "SELECT seq, content, leaf_hash, recorded_ms, action, user_id, organisation, patient_id, break_glass, \
