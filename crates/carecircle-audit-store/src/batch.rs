@@ -153,15 +153,18 @@ pub(crate) fn prepare<'a>(
     Prepared { rows, subtrees, state, checkpoint }
 }
 
-/// A row's index columns as read back from storage.
+/// A row's index columns as read back from storage, raw: text as bytes (no UTF-8 check or
+/// copy needed to compare), flags as the stored integers.
 pub(crate) struct StoredColumns<'a> {
     pub recorded_ms: i64,
     pub action: i64,
-    pub user_id: &'a str,
-    pub organisation: Option<&'a str>,
-    pub patient_id: Option<&'a str>,
-    pub break_glass: bool,
-    pub in_care: Option<bool>,
+    pub user_id: &'a [u8],
+    pub organisation: Option<&'a [u8]>,
+    pub patient_id: Option<&'a [u8]>,
+    /// 0 or 1.
+    pub break_glass: i64,
+    /// 0, 1 or absent.
+    pub in_care: Option<i64>,
 }
 
 /// Checks that a row's index columns say what its hashed content says, so that a report built
@@ -175,19 +178,19 @@ pub(crate) fn check_columns(seq: u64, content: &[u8], columns: &StoredColumns<'_
     if i64::from(view.action.code()) != columns.action {
         return mismatch("action");
     }
-    if view.user_id != columns.user_id {
+    if view.user_id.as_bytes() != columns.user_id {
         return mismatch("user_id");
     }
-    if view.organisation != columns.organisation {
+    if view.organisation.map(str::as_bytes) != columns.organisation {
         return mismatch("organisation");
     }
-    if view.patient_id != columns.patient_id {
+    if view.patient_id.map(str::as_bytes) != columns.patient_id {
         return mismatch("patient_id");
     }
-    if view.break_glass != columns.break_glass {
+    if i64::from(view.break_glass) != columns.break_glass {
         return mismatch("break_glass");
     }
-    if view.in_care_relationship != columns.in_care {
+    if view.in_care_relationship.map(i64::from) != columns.in_care {
         return mismatch("in_care");
     }
     Ok(())

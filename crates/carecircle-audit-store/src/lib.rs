@@ -9,6 +9,7 @@
 mod batch;
 mod postgres;
 mod sqlite;
+mod verification;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -321,9 +322,12 @@ impl AuditStore {
 /// Where an appender is told its sequence numbers.
 type AppendReply = oneshot::Sender<Result<Range<u64>, AuditStoreError>>;
 
+/// Where a `checkpoint_now` caller is told the outcome.
+type CheckpointReply = oneshot::Sender<Result<Option<SignedCheckpoint>, AuditStoreError>>;
+
 enum Command {
     Append { records: Vec<AuditRecord>, reply: AppendReply },
-    Checkpoint { reply: oneshot::Sender<Result<Option<SignedCheckpoint>, AuditStoreError>> },
+    Checkpoint { reply: CheckpointReply },
 }
 
 /// The audit log with its writer. Cheap to clone; the writer stops when the last clone is
@@ -392,68 +396,130 @@ impl AuditLog {
     }
 }
 
+/// How long the writer waits, after a commit, for the callers it just answered to send their
+/// next records before it starts the next commit without them. Callers that come back sooner end
+/// the wait early; a commit (an fsync) takes milliseconds, so this costs little and lets one
+/// commit carry every concurrent caller instead of alternating halves of them.
+const GROUP_WINDOW: Duration = Duration::from_micros(500);
+
+/// What one commit carries: the records of its callers, in order, and whom to answer.
+#[derive(Default)]
+struct Batch {
+    records: Vec<AuditRecord>,
+    appenders: Vec<(usize, AppendReply)>,
+    checkpointers: Vec<CheckpointReply>,
+}
+
+impl Batch {
+    fn add(&mut self, command: Command) {
+        match command {
+            Command::Append { records: mut more, reply } => {
+                self.appenders.push((more.len(), reply));
+                self.records.append(&mut more);
+            }
+            Command::Checkpoint { reply } => self.checkpointers.push(reply),
+        }
+    }
+
+    fn callers(&self) -> usize {
+        self.appenders.len() + self.checkpointers.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.callers() == 0
+    }
+
+    /// Tells every caller the outcome of the commit that carried this batch.
+    fn answer(self, result: Result<(u64, Option<SignedCheckpoint>), AuditStoreError>) {
+        match result {
+            Ok((first_seq, checkpoint)) => {
+                let mut at = first_seq;
+                for (count, reply) in self.appenders {
+                    let _ = reply.send(Ok(at..at + count as u64));
+                    at += count as u64;
+                }
+                for reply in self.checkpointers {
+                    let _ = reply.send(Ok(checkpoint.clone()));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "audit append failed");
+                for (_, reply) in self.appenders {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                for reply in self.checkpointers {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The writer: classic group commit. While one commit is in flight (its fsync), requests queue
+/// into the next batch; when it completes, its callers are answered and the writer waits up to
+/// [`GROUP_WINDOW`] for them to come back before committing everything queued in one
+/// transaction. A caller is never answered before the commit carrying its records returned.
 async fn write_loop(
     backend: Arc<dyn Backend>,
     sealer: Arc<Sealer>,
     mut receiver: mpsc::Receiver<Command>,
     config: AuditLogConfig,
 ) {
+    let mut pending = Batch::default();
+    let mut open = true;
     loop {
-        let first = match tokio::time::timeout(config.checkpoint_interval, receiver.recv()).await {
-            Ok(Some(command)) => command,
-            Ok(None) => break,
-            Err(_) => {
-                // Idle: sign a checkpoint if entries have waited long enough.
-                if let Err(error) = backend.append(Arc::new(Vec::new()), sealer.clone(), false).await {
-                    tracing::error!(%error, "audit checkpoint failed");
-                }
-                continue;
+        if pending.is_empty() {
+            if !open {
+                break;
             }
-        };
-        let mut records: Vec<AuditRecord> = Vec::new();
-        let mut appenders: Vec<(usize, AppendReply)> = Vec::new();
-        let mut checkpointers = Vec::new();
-        let mut next = Some(first);
-        let mut yields = 0;
-        while let Some(command) = next.take() {
-            match command {
-                Command::Append { records: mut more, reply } => {
-                    appenders.push((more.len(), reply));
-                    records.append(&mut more);
+            match tokio::time::timeout(config.checkpoint_interval, receiver.recv()).await {
+                Ok(Some(command)) => pending.add(command),
+                Ok(None) => break,
+                Err(_) => {
+                    // Idle: sign a checkpoint if entries have waited long enough.
+                    if let Err(error) = backend.append(Arc::new(Vec::new()), sealer.clone(), false).await {
+                        tracing::error!(%error, "audit checkpoint failed");
+                    }
+                    continue;
                 }
-                Command::Checkpoint { reply } => checkpointers.push(reply),
             }
-            if records.len() < config.max_batch {
-                next = receiver.try_recv().ok();
-                if next.is_none() && yields < 2 {
-                    // Callers answered by the previous commit may be about to send again: give
-                    // them a moment so one commit carries them all.
-                    yields += 1;
-                    tokio::task::yield_now().await;
-                    next = receiver.try_recv().ok();
+            // Take whatever else is already queued.
+            while pending.records.len() < config.max_batch {
+                match receiver.try_recv() {
+                    Ok(command) => pending.add(command),
+                    Err(_) => break,
                 }
             }
         }
-        let result = backend.append(Arc::new(records), sealer.clone(), !checkpointers.is_empty()).await;
-        match result {
-            Ok((first_seq, checkpoint)) => {
-                let mut at = first_seq;
-                for (count, reply) in appenders {
-                    let _ = reply.send(Ok(at..at + count as u64));
-                    at += count as u64;
-                }
-                for reply in checkpointers {
-                    let _ = reply.send(Ok(checkpoint.clone()));
-                }
+        let Batch { records, appenders, checkpointers } = std::mem::take(&mut pending);
+        let records = Arc::new(records);
+        let force = !checkpointers.is_empty();
+        let carried = Batch { records: Vec::new(), appenders, checkpointers };
+        let commit = {
+            let (backend, sealer) = (backend.clone(), sealer.clone());
+            tokio::spawn(async move { backend.append(records, sealer, force).await })
+        };
+        tokio::pin!(commit);
+        // While the commit is in flight, queue what arrives for the next one.
+        let result = loop {
+            tokio::select! {
+                biased;
+                result = &mut commit => break result.unwrap_or_else(|e| Err(backend_error(e))),
+                command = receiver.recv(), if open && pending.records.len() < config.max_batch => match command {
+                    Some(command) => pending.add(command),
+                    None => open = false,
+                },
             }
-            Err(error) => {
-                tracing::error!(%error, "audit append failed");
-                for (_, reply) in appenders {
-                    let _ = reply.send(Err(error.clone()));
-                }
-                for reply in checkpointers {
-                    let _ = reply.send(Err(error.clone()));
-                }
+        };
+        let expected = carried.callers() + pending.callers();
+        carried.answer(result);
+        // Gather the callers just answered (they usually append again at once) for a moment.
+        let deadline = tokio::time::Instant::now() + GROUP_WINDOW;
+        while open && pending.callers() < expected && pending.records.len() < config.max_batch {
+            match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(Some(command)) => pending.add(command),
+                Ok(None) => open = false,
+                Err(_) => break,
             }
         }
     }

@@ -1,8 +1,10 @@
 //! The PostgreSQL audit backend: the audit tables in a given schema, a pooled connection, each
 //! batch written with one `INSERT ... SELECT FROM UNNEST(...)` in a transaction that locks the
-//! writer state row, so several server processes can append to one log.
+//! writer state row, so several server processes can append to one log. Verification reads two
+//! halves of the log over two connections.
 
 use std::str::FromStr;
+use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -11,7 +13,8 @@ use carecircle_audit::{AuditRecord, Tamper, Verifier, VerifyReport};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection, Row};
 
-use crate::batch::{check_columns, now_ms, prepare, Sealer, State, StoredColumns};
+use crate::batch::{now_ms, prepare, Sealer, State, StoredColumns};
+use crate::verification::{combine, verify_ranges, Piece, RangeChecker};
 use crate::{backend_error, AuditStoreError, Backend, BreakGlassCount, Period, SignedCheckpoint, UnusualAccess};
 
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres_0001_audit.sql"))];
@@ -156,6 +159,60 @@ impl PostgresAudit {
     }
 }
 
+/// Checks the entries with `from <= seq < until` in order, a page at a time, and hands the
+/// pieces on (the sender never blocks: it is unbounded). The upper bound is applied here, not in
+/// SQL: with both bounds as parameters, PostgreSQL's generic plan may fetch the whole rest of the
+/// range and sort it for every page.
+async fn check_range(pool: PgPool, from: i64, until: i64, checkpoints: Vec<u64>, out: Sender<Vec<Piece>>) {
+    let mut checker = RangeChecker::new(checkpoints);
+    let mut next = from;
+    let result = async {
+        loop {
+            let rows = sqlx::query(
+                "SELECT seq, content, leaf_hash, recorded_ms, action, user_id, organisation, patient_id, break_glass, \
+                 in_care FROM audit_entries WHERE seq >= $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(next)
+            .bind(VERIFY_PAGE)
+            .fetch_all(&pool)
+            .await?;
+            let Some(last) = rows.last() else { return Ok::<(), sqlx::Error>(()) };
+            let last: i64 = last.try_get(0)?;
+            for row in &rows {
+                let seq: i64 = row.try_get(0)?;
+                if seq >= until {
+                    return Ok(());
+                }
+                let content: &[u8] = row.try_get(1)?;
+                let leaf: &[u8] = row.try_get(2)?;
+                let organisation: Option<&str> = row.try_get(6)?;
+                let patient_id: Option<&str> = row.try_get(7)?;
+                let columns = StoredColumns {
+                    recorded_ms: row.try_get(3)?,
+                    action: i64::from(row.try_get::<i16, _>(4)?),
+                    user_id: row.try_get::<&str, _>(5)?.as_bytes(),
+                    organisation: organisation.map(str::as_bytes),
+                    patient_id: patient_id.map(str::as_bytes),
+                    break_glass: i64::from(row.try_get::<bool, _>(8)?),
+                    in_care: row.try_get::<Option<bool>, _>(9)?.map(i64::from),
+                };
+                if !checker.row(seq as u64, content, leaf, &columns) {
+                    return Ok(());
+                }
+            }
+            if out.send(checker.take_pieces()).is_err() || last == i64::MAX {
+                return Ok(());
+            }
+            next = last + 1;
+        }
+    }
+    .await;
+    if let Err(error) = result {
+        checker.fail(backend_error(error));
+    }
+    let _ = out.send(checker.finish());
+}
+
 #[async_trait]
 impl Backend for PostgresAudit {
     async fn migrate(&self) -> Result<(), AuditStoreError> {
@@ -264,43 +321,24 @@ impl Backend for PostgresAudit {
             .map_err(backend_error)
     }
 
-    async fn verify(&self, mut verifier: Verifier) -> Result<Result<VerifyReport, Tamper>, AuditStoreError> {
-        let mut after: i64 = -1;
-        loop {
-            let rows = sqlx::query(
-                "SELECT seq, content, leaf_hash, recorded_ms, action, user_id, organisation, patient_id, break_glass, \
-                 in_care FROM audit_entries WHERE seq > $1 ORDER BY seq LIMIT $2",
-            )
-            .bind(after)
-            .bind(VERIFY_PAGE)
-            .fetch_all(&self.pool)
+    async fn verify(&self, verifier: Verifier) -> Result<Result<VerifyReport, Tamper>, AuditStoreError> {
+        let max_seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_entries")
+            .fetch_one(&self.pool)
             .await
             .map_err(backend_error)?;
-            if rows.is_empty() {
-                return Ok(verifier.finish());
-            }
-            for row in &rows {
-                let seq: i64 = row.try_get(0).map_err(backend_error)?;
-                let content: &[u8] = row.try_get(1).map_err(backend_error)?;
-                let leaf: &[u8] = row.try_get(2).map_err(backend_error)?;
-                if let Err(tamper) = verifier.push(seq as u64, content, leaf) {
-                    return Ok(Err(tamper));
-                }
-                let columns = StoredColumns {
-                    recorded_ms: row.try_get(3).map_err(backend_error)?,
-                    action: i64::from(row.try_get::<i16, _>(4).map_err(backend_error)?),
-                    user_id: row.try_get(5).map_err(backend_error)?,
-                    organisation: row.try_get(6).map_err(backend_error)?,
-                    patient_id: row.try_get(7).map_err(backend_error)?,
-                    break_glass: row.try_get(8).map_err(backend_error)?,
-                    in_care: row.try_get(9).map_err(backend_error)?,
-                };
-                if let Err(tamper) = check_columns(seq as u64, content, &columns) {
-                    return Ok(Err(tamper));
-                }
-                after = seq;
-            }
+        let checkpoints: Vec<u64> = verifier.checkpoint_sizes().collect();
+        let mut receivers = Vec::new();
+        let mut readers = Vec::new();
+        for (from, until) in verify_ranges(max_seq) {
+            let (sender, receiver) = channel();
+            readers.push(tokio::spawn(check_range(self.pool.clone(), from, until, checkpoints.clone(), sender)));
+            receivers.push(receiver);
         }
+        let result = tokio::task::spawn_blocking(move || combine(verifier, receivers)).await.map_err(backend_error)?;
+        for reader in readers {
+            reader.await.map_err(backend_error)?;
+        }
+        result
     }
 
     async fn patient_log(

@@ -1,24 +1,31 @@
 //! The SQLite audit backend: its own database file, WAL with synchronous FULL so a commit is
-//! durable when it returns, one writer connection and a few readers, all used off the async
-//! runtime. Verification reads rows on one thread and hashes on another.
+//! durable when it returns, one writer connection, a few readers and a checkpointer thread that
+//! copies the WAL into the database beside the writer (not inside its commits), all used off the
+//! async runtime. Verification reads two halves of the log on two threads.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use carecircle_audit::merkle::Hash;
 use carecircle_audit::{AuditRecord, Tamper, Verifier, VerifyReport};
+
+use crate::verification::{combine, verify_ranges, Piece, RangeChecker};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use crate::batch::{check_columns, now_ms, prepare, Sealer, State, StoredColumns};
+use crate::batch::{now_ms, prepare, Sealer, State, StoredColumns};
 use crate::{backend_error, AuditStoreError, Backend, BreakGlassCount, Period, SignedCheckpoint, UnusualAccess};
 
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite_0001_audit.sql"))];
 const N_READERS: usize = 2;
-/// Rows per chunk handed from the reading thread to the hashing thread during verification.
-const VERIFY_CHUNK: usize = 8192;
+/// The checkpointer copies the WAL into the database at most this often while entries are
+/// written: each copy writes a page once however often batches touched it in the meantime.
+const WAL_CHECKPOINT_PERIOD: std::time::Duration = std::time::Duration::from_millis(200);
+/// If the checkpointer falls behind, the writer checkpoints itself once the WAL holds this many
+/// pages (SQLite's own automatic checkpoint, as a backstop).
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 pub(crate) struct SqliteAudit {
     inner: Arc<Inner>,
@@ -29,6 +36,8 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// Wakes the checkpointer after a commit; dropping it stops the checkpointer.
+    wal_written: Mutex<SyncSender<()>>,
 }
 
 fn open_connection(path: &Path) -> Result<Connection, AuditStoreError> {
@@ -55,13 +64,25 @@ impl SqliteAudit {
             std::fs::create_dir_all(parent).map_err(backend_error)?;
         }
         let writer = open_connection(path)?;
+        writer
+            .execute_batch(&format!(
+                "PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}; PRAGMA journal_size_limit = 67108864;"
+            ))
+            .map_err(backend_error)?;
         let readers = (0..N_READERS).map(|_| open_connection(path).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
+        let checkpointer = open_connection(path)?;
+        let (wal_written, wakeups) = sync_channel(1);
+        std::thread::Builder::new()
+            .name("audit-wal-checkpoint".into())
+            .spawn(move || checkpoint_wal(&checkpointer, &wakeups))
+            .map_err(backend_error)?;
         Ok(SqliteAudit {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                wal_written: Mutex::new(wal_written),
             }),
         })
     }
@@ -78,6 +99,25 @@ impl SqliteAudit {
         })
         .await
         .map_err(backend_error)?
+    }
+}
+
+/// The checkpointer thread: after commits, at most every [`WAL_CHECKPOINT_PERIOD`], copies the
+/// WAL into the database without blocking the writer (a passive checkpoint); ends when the store
+/// is dropped.
+fn checkpoint_wal(connection: &Connection, wakeups: &Receiver<()>) {
+    let mut last = std::time::Instant::now();
+    while wakeups.recv().is_ok() {
+        let since = last.elapsed();
+        if since < WAL_CHECKPOINT_PERIOD {
+            std::thread::sleep(WAL_CHECKPOINT_PERIOD - since);
+        }
+        // Commits made while sleeping are covered by this checkpoint.
+        while wakeups.try_recv().is_ok() {}
+        if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "audit WAL checkpoint failed; the writer's automatic checkpoint remains");
+        }
+        last = std::time::Instant::now();
     }
 }
 
@@ -168,72 +208,73 @@ fn append_blocking(
         None => None,
     };
     tx.commit().map_err(backend_error)?;
+    drop(connection);
+    // A full channel means a wake-up is already pending, which covers this commit too.
+    let _ = inner.wal_written.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).try_send(());
     Ok((first, checkpoint))
 }
 
-/// Rows read for verification, handed to the hashing thread.
-struct Chunk {
-    seqs: Vec<u64>,
-    leaves: Vec<Hash>,
-    content: Vec<u8>,
-    ends: Vec<usize>,
-    /// A problem with the index columns of the last row of the chunk.
-    column_tamper: Option<Tamper>,
-    /// A storage failure, after the rows of the chunk.
-    failure: Option<AuditStoreError>,
+/// The memory map verification readers ask for (SQLite caps it at its compile-time maximum,
+/// 2 GB by default).
+const VERIFY_MMAP_PRAGMA: &str = "PRAGMA mmap_size = 4294967296;";
+
+/// Rows a verification reader checks between two hand-overs to the combining thread.
+const VERIFY_HANDOVER_ROWS: usize = 8192;
+
+/// The raw value of a column, for the verification readers.
+fn raw<'r>(row: &'r rusqlite::Row<'_>, index: usize) -> Result<rusqlite::types::ValueRef<'r>, AuditStoreError> {
+    row.get_ref(index).map_err(backend_error)
 }
 
-impl Chunk {
-    fn new() -> Chunk {
-        Chunk {
-            seqs: Vec::with_capacity(VERIFY_CHUNK),
-            leaves: Vec::with_capacity(VERIFY_CHUNK),
-            content: Vec::with_capacity(VERIFY_CHUNK * 160),
-            ends: Vec::with_capacity(VERIFY_CHUNK),
-            column_tamper: None,
-            failure: None,
-        }
+fn integer(value: rusqlite::types::ValueRef<'_>) -> Result<i64, AuditStoreError> {
+    value.as_i64().map_err(backend_error)
+}
+
+fn bytes(value: rusqlite::types::ValueRef<'_>) -> Result<Option<&[u8]>, AuditStoreError> {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Null => Ok(None),
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => Ok(Some(bytes)),
+        other => Err(backend_error(format!("a text or blob column holds {:?}", other.data_type()))),
     }
 }
 
-/// Reads every entry in sequence order, checks its index columns, and sends it on in chunks.
-fn read_entries(path: &Path, chunks: SyncSender<Chunk>) {
-    let mut chunk = Chunk::new();
+/// Checks the entries with `from <= seq < until` in order and hands the pieces on.
+fn check_range(path: &Path, from: i64, until: i64, checkpoints: Vec<u64>, out: Sender<Vec<Piece>>) {
+    let mut checker = RangeChecker::new(checkpoints);
     let result = (|| -> Result<(), AuditStoreError> {
         let connection = open_connection(path)?;
+        // Reading through a memory map saves a system call and a copy per page.
+        connection.execute_batch(VERIFY_MMAP_PRAGMA).map_err(backend_error)?;
         let mut statement = connection
             .prepare(
                 "SELECT seq, content, leaf_hash, recorded_ms, action, user_id, organisation, patient_id, break_glass, \
-                 in_care FROM audit_entries ORDER BY seq",
+                 in_care FROM audit_entries WHERE seq >= ?1 AND seq < ?2 ORDER BY seq",
             )
             .map_err(backend_error)?;
-        let mut rows = statement.query([]).map_err(backend_error)?;
+        let mut rows = statement.query(params![from, until]).map_err(backend_error)?;
+        let mut since_handover = 0;
         while let Some(row) = rows.next().map_err(backend_error)? {
-            let seq = row.get::<_, i64>(0).map_err(backend_error)? as u64;
-            let content = row.get_ref(1).and_then(|v| Ok(v.as_blob()?)).map_err(backend_error)?;
-            let leaf = row.get_ref(2).and_then(|v| Ok(v.as_blob()?)).map_err(backend_error)?;
+            let seq = integer(raw(row, 0)?)? as u64;
+            let content = bytes(raw(row, 1)?)?.unwrap_or_default();
+            let leaf = bytes(raw(row, 2)?)?.unwrap_or_default();
             let columns = StoredColumns {
-                recorded_ms: row.get(3).map_err(backend_error)?,
-                action: row.get(4).map_err(backend_error)?,
-                user_id: row.get_ref(5).and_then(|v| Ok(v.as_str()?)).map_err(backend_error)?,
-                organisation: row.get_ref(6).and_then(|v| Ok(v.as_str_or_null()?)).map_err(backend_error)?,
-                patient_id: row.get_ref(7).and_then(|v| Ok(v.as_str_or_null()?)).map_err(backend_error)?,
-                break_glass: row.get(8).map_err(backend_error)?,
-                in_care: row.get(9).map_err(backend_error)?,
+                recorded_ms: integer(raw(row, 3)?)?,
+                action: integer(raw(row, 4)?)?,
+                user_id: bytes(raw(row, 5)?)?.unwrap_or_default(),
+                organisation: bytes(raw(row, 6)?)?,
+                patient_id: bytes(raw(row, 7)?)?,
+                break_glass: integer(raw(row, 8)?)?,
+                in_care: raw(row, 9)?.as_i64_or_null().map_err(backend_error)?,
             };
-            chunk.seqs.push(seq);
-            // A stored leaf hash of the wrong length can never match: keep it as all zeros.
-            chunk.leaves.push(leaf.try_into().unwrap_or([0; 32]));
-            chunk.content.extend_from_slice(content);
-            chunk.ends.push(chunk.content.len());
-            if let Err(tamper) = check_columns(seq, content, &columns) {
-                chunk.column_tamper = Some(tamper);
+            if !checker.row(seq, content, leaf, &columns) {
                 break;
             }
-            if chunk.seqs.len() == VERIFY_CHUNK {
-                let full = std::mem::replace(&mut chunk, Chunk::new());
-                if chunks.send(full).is_err() {
-                    // The hashing side stopped at a finding; nothing more is needed.
+            since_handover += 1;
+            if since_handover == VERIFY_HANDOVER_ROWS {
+                since_handover = 0;
+                if out.send(checker.take_pieces()).is_err() {
+                    // The combining side stopped at a finding; nothing more is needed.
                     return Ok(());
                 }
             }
@@ -241,32 +282,9 @@ fn read_entries(path: &Path, chunks: SyncSender<Chunk>) {
         Ok(())
     })();
     if let Err(error) = result {
-        chunk.failure = Some(error);
+        checker.fail(error);
     }
-    let _ = chunks.send(chunk);
-}
-
-fn hash_entries(
-    mut verifier: Verifier,
-    chunks: Receiver<Chunk>,
-) -> Result<Result<VerifyReport, Tamper>, AuditStoreError> {
-    for chunk in chunks {
-        let mut start = 0;
-        for i in 0..chunk.seqs.len() {
-            let end = chunk.ends[i];
-            if let Err(tamper) = verifier.push(chunk.seqs[i], &chunk.content[start..end], &chunk.leaves[i]) {
-                return Ok(Err(tamper));
-            }
-            start = end;
-        }
-        if let Some(tamper) = chunk.column_tamper {
-            return Ok(Err(tamper));
-        }
-        if let Some(failure) = chunk.failure {
-            return Err(failure);
-        }
-    }
-    Ok(verifier.finish())
+    let _ = out.send(checker.finish());
 }
 
 #[async_trait]
@@ -383,11 +401,25 @@ impl Backend for SqliteAudit {
 
     async fn verify(&self, verifier: Verifier) -> Result<Result<VerifyReport, Tamper>, AuditStoreError> {
         let path = self.inner.path.clone();
+        let max_seq: Option<i64> =
+            self.read(|c| c.query_row("SELECT MAX(seq) FROM audit_entries", [], |r| r.get(0))).await?;
         tokio::task::spawn_blocking(move || {
-            let (sender, receiver) = sync_channel(4);
-            let reader = std::thread::spawn(move || read_entries(&path, sender));
-            let result = hash_entries(verifier, receiver);
-            reader.join().map_err(|_| AuditStoreError::Backend("the verification reader panicked".into()))?;
+            let ranges = verify_ranges(max_seq);
+            let checkpoints: Vec<u64> = verifier.checkpoint_sizes().collect();
+            let mut receivers = Vec::new();
+            let mut readers = Vec::new();
+            for (from, until) in ranges {
+                // Unbounded: the second range is read while the first is combined; what waits is
+                // one hash per 256 entries (plus the leaves of blocks holding a checkpoint).
+                let (sender, receiver) = channel();
+                let (path, checkpoints) = (path.clone(), checkpoints.clone());
+                readers.push(std::thread::spawn(move || check_range(&path, from, until, checkpoints, sender)));
+                receivers.push(receiver);
+            }
+            let result = combine(verifier, receivers);
+            for reader in readers {
+                reader.join().map_err(|_| AuditStoreError::Backend("a verification reader panicked".into()))?;
+            }
             result
         })
         .await

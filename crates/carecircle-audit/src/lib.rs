@@ -10,12 +10,12 @@ pub mod record;
 pub mod verify;
 
 pub use checkpoint::{Checkpoint, CheckpointError, LogSigner, LogVerifier};
-pub use merkle::{Frontier, Hash, Subtree};
+pub use merkle::{Frontier, Hash, Subtree, UnalignedSubtree};
 pub use record::{
     AgentKind, AuditAction, AuditAgent, AuditDecision, AuditEntity, AuditEntry, AuditOutcome, AuditRecord, DecodeError,
     RecordView,
 };
-pub use verify::{Tamper, Verifier, VerifyReport};
+pub use verify::{check_entry, Tamper, Verifier, VerifyReport};
 
 /// A hash as lowercase hex, for reports and logs.
 pub fn hex(hash: &Hash) -> String {

@@ -96,6 +96,16 @@ pub struct FrontierError {
     pub got: usize,
 }
 
+/// Why [`Frontier::push_subtree`] refused a subtree.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a subtree of 2^{level} leaves cannot follow a tree of {size} leaves")]
+pub struct UnalignedSubtree {
+    /// The tree's size.
+    pub size: u64,
+    /// The subtree's level.
+    pub level: u32,
+}
+
 impl Frontier {
     /// The frontier of the empty tree.
     pub fn new() -> Frontier {
@@ -141,6 +151,26 @@ impl Frontier {
         }
         self.nodes.push(hash);
         self.size += 1;
+    }
+
+    /// Appends a complete subtree of `2^level` leaves given its hash (e.g. computed by another
+    /// thread), as if its leaves were pushed one by one. The tree's size must be a multiple of
+    /// `2^level`, so that the subtree sits where RFC 6962 puts it; otherwise nothing changes.
+    pub fn push_subtree(&mut self, level: u32, subtree_hash: Hash) -> Result<(), UnalignedSubtree> {
+        if level >= 63 || self.size & ((1u64 << level) - 1) != 0 {
+            return Err(UnalignedSubtree { size: self.size, level });
+        }
+        let mut hash = subtree_hash;
+        let mut at = level;
+        while self.size & (1 << at) != 0 {
+            // The size has this bit set, so the stack holds a subtree of this level on top.
+            let Some(left) = self.nodes.pop() else { break };
+            hash = node_hash(&left, &hash);
+            at += 1;
+        }
+        self.nodes.push(hash);
+        self.size += 1 << level;
+        Ok(())
     }
 
     /// The Merkle Tree Hash of the leaves appended so far.
@@ -363,5 +393,32 @@ mod tests {
         assert_eq!(levels, [(1, 0), (1, 1), (2, 0), (1, 2), (1, 3), (2, 1), (3, 0)]);
         assert_eq!(frontier.nodes().len(), 1);
         assert!(Frontier::from_parts(5, vec![EMPTY_ROOT]).is_err());
+    }
+
+    #[test]
+    fn pushing_a_subtree_equals_pushing_its_leaves() {
+        let leaves: Vec<Hash> = (0..40u8).map(|i| leaf_hash(&[i])).collect();
+        let mut by_leaf = Frontier::new();
+        let mut by_subtree = Frontier::new();
+        for leaf in &leaves[..8] {
+            by_leaf.push(*leaf);
+            by_subtree.push(*leaf);
+        }
+        // 8 leaves, then a subtree of 8, one of 16, then single leaves.
+        for (start, level) in [(8usize, 3u32), (16, 4)] {
+            let hash = root_of(&leaves[start..start + (1 << level)]);
+            by_subtree.push_subtree(level, hash).expect("aligned");
+            for leaf in &leaves[start..start + (1 << level)] {
+                by_leaf.push(*leaf);
+            }
+            assert_eq!(by_subtree, by_leaf);
+        }
+        for leaf in &leaves[32..35] {
+            by_leaf.push(*leaf);
+            by_subtree.push(*leaf);
+        }
+        assert_eq!(by_subtree.root(), root_of(&leaves[..35]));
+        assert_eq!(by_subtree.push_subtree(2, EMPTY_ROOT), Err(UnalignedSubtree { size: 35, level: 2 }));
+        assert_eq!(by_subtree, by_leaf);
     }
 }

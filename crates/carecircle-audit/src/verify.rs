@@ -109,6 +109,22 @@ pub struct VerifyReport {
     pub checkpoints_checked: usize,
 }
 
+/// Checks one stored entry on its own: its content against its stored leaf hash, and the
+/// position bound into its content against `seq`; returns its leaf hash. This is the part of
+/// [`Verifier::push`] that needs no other entry, so several threads can do it in parallel and
+/// hand the leaves to [`Verifier::push_checked`] in order.
+pub fn check_entry(seq: u64, content: &[u8], stored_leaf_hash: &[u8]) -> Result<Hash, Tamper> {
+    let leaf = leaf_hash(content);
+    if leaf.as_slice() != stored_leaf_hash {
+        return Err(Tamper::Altered { seq });
+    }
+    match encoded_seq(content) {
+        Some(bound_to) if bound_to == seq => Ok(leaf),
+        Some(bound_to) => Err(Tamper::Reordered { seq, bound_to }),
+        None => Err(Tamper::Undecodable { seq, reason: "the entry ends early".into() }),
+    }
+}
+
 /// Checks a log entry by entry; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct Verifier {
@@ -146,25 +162,57 @@ impl Verifier {
     /// Checks the next stored entry: its number, its content against its stored leaf hash, the
     /// position bound into its content, and any checkpoint it completes.
     pub fn push(&mut self, seq: u64, content: &[u8], stored_leaf_hash: &[u8]) -> Result<(), Tamper> {
-        let expected = self.frontier.size();
-        if seq != expected {
-            return Err(if seq > expected {
-                Tamper::Removed { seq: expected, next: seq }
-            } else {
-                Tamper::OutOfOrder { seq, after: expected.saturating_sub(1) }
-            });
-        }
-        let leaf = leaf_hash(content);
-        if leaf.as_slice() != stored_leaf_hash {
-            return Err(Tamper::Altered { seq });
-        }
-        match encoded_seq(content) {
-            Some(bound_to) if bound_to == seq => {}
-            Some(bound_to) => return Err(Tamper::Reordered { seq, bound_to }),
-            None => return Err(Tamper::Undecodable { seq, reason: "the entry ends early".into() }),
-        }
+        self.expect_next(seq)?;
+        let leaf = check_entry(seq, content, stored_leaf_hash)?;
         self.frontier.push(leaf);
         self.check_checkpoints()
+    }
+
+    /// Takes the next entry already checked with [`check_entry`] (e.g. on another thread): its
+    /// number must be the next one; its leaf joins the tree and any checkpoint it completes is
+    /// checked.
+    pub fn push_checked(&mut self, seq: u64, leaf: Hash) -> Result<(), Tamper> {
+        self.expect_next(seq)?;
+        self.frontier.push(leaf);
+        self.check_checkpoints()
+    }
+
+    /// Takes the `2^level` entries from `first_seq` on, all already checked with [`check_entry`],
+    /// as the hash of their complete subtree (computed from their leaf hashes, RFC 6962); any
+    /// checkpoint at their end is checked. `Ok(false)`: not taken, nothing changed, because the
+    /// subtree is not aligned in the tree or a checkpoint falls strictly inside it (use
+    /// [`Verifier::subtree_fits`] first, or push those leaves one by one).
+    pub fn push_checked_subtree(&mut self, first_seq: u64, level: u32, subtree_hash: &Hash) -> Result<bool, Tamper> {
+        self.expect_next(first_seq)?;
+        if !self.subtree_fits(first_seq, level) || self.frontier.push_subtree(level, *subtree_hash).is_err() {
+            return Ok(false);
+        }
+        self.check_checkpoints()?;
+        Ok(true)
+    }
+
+    /// Whether [`Verifier::push_checked_subtree`] can take the subtree of `2^level` entries from
+    /// `first_seq`: aligned, and no checkpoint falls strictly inside it.
+    pub fn subtree_fits(&self, first_seq: u64, level: u32) -> bool {
+        level < 63
+            && first_seq & ((1u64 << level) - 1) == 0
+            && !self.checkpoint_sizes().any(|size| size > first_seq && size < first_seq + (1u64 << level))
+    }
+
+    /// The sizes of the checkpoints still to be reached, smallest first.
+    pub fn checkpoint_sizes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.checkpoints[self.next_checkpoint..].iter().map(|c| c.tree_size)
+    }
+
+    fn expect_next(&self, seq: u64) -> Result<(), Tamper> {
+        let expected = self.frontier.size();
+        if seq == expected {
+            Ok(())
+        } else if seq > expected {
+            Err(Tamper::Removed { seq: expected, next: seq })
+        } else {
+            Err(Tamper::OutOfOrder { seq, after: expected.saturating_sub(1) })
+        }
     }
 
     fn check_checkpoints(&mut self) -> Result<(), Tamper> {

@@ -34,6 +34,7 @@ both_backends!(
     swapping_two_rows_is_named,
     rewriting_content_and_leaf_hash_is_caught_by_the_checkpoint,
     altering_an_index_column_is_named,
+    a_large_log_read_in_two_halves_names_the_first_bad_entry,
     removing_the_tail_is_caught_by_the_checkpoint,
     the_log_refuses_updates_and_deletes,
     inclusion_and_consistency_proofs_verify_against_checkpoints,

@@ -160,6 +160,22 @@ pub async fn rewriting_content_and_leaf_hash_is_caught_by_the_checkpoint(fixture
     assert_eq!(tamper.first_bad_entry(), Some(100));
 }
 
+pub async fn a_large_log_read_in_two_halves_names_the_first_bad_entry(fixture: &Fixture) {
+    // 70,000 entries: verification reads 0..34,816 and 34,816.. on two readers.
+    let log = start(fixture, 10_000);
+    fill(&log, 70_000, 10_000).await;
+    assert_eq!(log.verify().await.expect("storage").expect("intact").count, 70_000);
+    fixture.drop_append_only_guard().await;
+    fixture.exec("UPDATE audit_entries SET patient_id = 'nobody' WHERE seq = 60001").await.expect("update");
+    assert_eq!(verify_err(fixture).await, Tamper::IndexMismatch { seq: 60_001, column: "patient_id" });
+    fixture.exec("DELETE FROM audit_entries WHERE seq = 34816").await.expect("delete at the split");
+    assert_eq!(verify_err(fixture).await, Tamper::Removed { seq: 34_816, next: 34_817 });
+    let (mut content, leaf) = fixture.row(20_000).await;
+    content[30] ^= 1;
+    fixture.write_row(20_000, &content, &leaf).await;
+    assert_eq!(verify_err(fixture).await, Tamper::Altered { seq: 20_000 });
+}
+
 pub async fn altering_an_index_column_is_named(fixture: &Fixture) {
     let log = start(fixture, 100);
     fill(&log, 300, 50).await;

@@ -1,8 +1,8 @@
 //! The verifier over an in-memory log: intact logs pass; altered, removed, reordered and
 //! rehashed entries are named.
 
-use carecircle_audit::merkle::{leaf_hash, Frontier};
-use carecircle_audit::{LogSigner, Tamper, Verifier};
+use carecircle_audit::merkle::{leaf_hash, root_of, Frontier};
+use carecircle_audit::{check_entry, LogSigner, Tamper, Verifier};
 
 struct Row {
     seq: u64,
@@ -34,6 +34,45 @@ fn verify(rows: &[Row], notes: &[String], signer: &LogSigner) -> Result<u64, Tam
         verifier.push(row.seq, &row.content, &row.leaf)?;
     }
     verifier.finish().map(|report| report.count)
+}
+
+/// As storage verifies in parallel: entries checked on their own, then handed over as complete
+/// subtrees of 4 where no checkpoint falls inside, one by one elsewhere.
+fn verify_in_subtrees(rows: &[Row], notes: &[String], signer: &LogSigner) -> Result<u64, Tamper> {
+    let mut verifier = Verifier::new(&signer.verifier(), notes.iter().map(String::as_str))?;
+    let mut i = 0;
+    while i < rows.len() {
+        let first = rows[i].seq;
+        let block = &rows[i..(i + 4).min(rows.len())];
+        let consecutive = block.len() == 4 && block.iter().zip(first..).all(|(row, seq)| row.seq == seq);
+        if consecutive && first == verifier.count() && verifier.subtree_fits(first, 2) {
+            let leaves: Result<Vec<_>, _> = block.iter().map(|r| check_entry(r.seq, &r.content, &r.leaf)).collect();
+            if let Ok(leaves) = leaves {
+                assert!(verifier.push_checked_subtree(first, 2, &root_of(&leaves))?, "fits");
+                i += 4;
+                continue;
+            }
+        }
+        verifier.push(rows[i].seq, &rows[i].content, &rows[i].leaf)?;
+        i += 1;
+    }
+    verifier.finish().map(|report| report.count)
+}
+
+#[test]
+fn subtrees_that_would_hide_a_checkpoint_are_not_taken() {
+    let (rows, notes, signer) = log(12, 10);
+    let mut verifier = Verifier::new(&signer.verifier(), notes.iter().map(String::as_str)).expect("checkpoints");
+    let leaves: Vec<[u8; 32]> = rows.iter().map(|r| r.leaf).collect();
+    assert!(verifier.push_checked_subtree(0, 3, &root_of(&leaves[..8])).expect("intact"));
+    assert!(!verifier.subtree_fits(8, 2), "the checkpoint at 10 is inside 8..12");
+    assert_eq!(verifier.push_checked_subtree(8, 2, &root_of(&leaves[8..12])), Ok(false));
+    assert!(!verifier.push_checked_subtree(8, 4, &root_of(&leaves[8..12])).expect("not aligned"));
+    for row in &rows[8..] {
+        verifier.push_checked(row.seq, row.leaf).expect("intact");
+    }
+    let report = verifier.finish().expect("intact");
+    assert_eq!((report.count, report.checkpoints_checked, report.root), (12, 1, root_of(&leaves)));
 }
 
 #[test]
@@ -89,9 +128,11 @@ fn tampering_is_reported_at_the_first_bad_entry() {
             rows.iter().map(|r| Row { seq: r.seq, content: r.content.clone(), leaf: r.leaf }).collect();
         tamper(&mut changed);
         assert_eq!(verify(&changed, &notes, &signer), Err(expected.clone()), "{name}");
+        assert_eq!(verify_in_subtrees(&changed, &notes, &signer), Err(expected.clone()), "{name}, in subtrees");
         assert!(expected.to_string().contains("entr"), "{name}: {expected}");
     }
     assert_eq!(verify(&rows, &notes, &signer), Ok(100));
+    assert_eq!(verify_in_subtrees(&rows, &notes, &signer), Ok(100));
 }
 
 #[test]
