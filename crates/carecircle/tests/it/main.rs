@@ -1,6 +1,8 @@
 //! The `carecircle` binary as a data engineer uses it: import files (with a bad line and a
 //! transaction Bundle among them), migrate, and write demo data.
 
+mod link;
+
 use std::path::Path;
 use std::process::Command;
 
