@@ -152,8 +152,8 @@ fn starting_m() -> Vec<Vec<f64>> {
             let n_levels = spec.levels.len();
             let mut start = vec![0.0; n_levels];
             start[1] = 0.9;
-            for level in 2..n_levels {
-                start[level] = 0.1 / (n_levels - 2) as f64;
+            for value in start.iter_mut().skip(2) {
+                *value = 0.1 / (n_levels - 2) as f64;
             }
             start
         })

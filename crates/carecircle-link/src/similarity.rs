@@ -35,8 +35,8 @@ fn ascii_jaro(x: &[u8], y: &[u8]) -> f64 {
     for (i, &byte) in x.iter().enumerate() {
         let low = i.saturating_sub(search_range);
         let high = y.len().min(i + search_range + 1);
-        for j in low..high {
-            if y_flags & (1 << j) == 0 && y[j] == byte {
+        for (j, &other) in y.iter().enumerate().take(high).skip(low) {
+            if y_flags & (1 << j) == 0 && other == byte {
                 x_flags |= 1 << i;
                 y_flags |= 1 << j;
                 matches += 1;
