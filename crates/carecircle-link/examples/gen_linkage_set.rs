@@ -493,5 +493,5 @@ fn main() -> std::io::Result<()> {
 
 /// Whether a person's middle name is written (fixed per person, so lists agree on the habit).
 fn rng_bool_fixed(truth: usize) -> bool {
-    truth % 3 == 0
+    truth.is_multiple_of(3)
 }
