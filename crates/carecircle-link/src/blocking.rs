@@ -53,6 +53,23 @@ impl BlockingRule {
         }
     }
 
+    /// The comparisons ([`crate::compare::field`]) whose agreement this rule forces or makes
+    /// likely among the pairs it finds, non-matches included: they say nothing about which of
+    /// those pairs match, so training on this rule's pairs leaves them out. Address parts go with
+    /// the postcode (neighbours share streets and towns).
+    pub fn blocked_comparisons(self) -> &'static [usize] {
+        use crate::compare::field::*;
+        match self {
+            BlockingRule::NationalId => &[NATIONAL_ID],
+            BlockingRule::Phone => &[PHONE],
+            BlockingRule::NamePhonetics => &[GIVEN, FAMILY],
+            BlockingRule::FamilyPhoneticBirthYear => &[FAMILY, BIRTH_DATE],
+            BlockingRule::GivenPhoneticBirthDate => &[GIVEN, BIRTH_DATE],
+            BlockingRule::BirthDatePostcode => &[BIRTH_DATE, POSTCODE, STREET, CITY],
+            BlockingRule::PostcodeHouseGivenInitial => &[GIVEN, HOUSE_NUMBER, STREET, CITY, POSTCODE],
+        }
+    }
+
     /// The record's blocking key under this rule; `None` when a field the rule needs is missing.
     pub fn key(self, features: &Features) -> Option<u64> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -99,6 +116,8 @@ impl BlockingRule {
 pub struct CandidatePairs {
     /// The pairs.
     pub pairs: Vec<(u32, u32)>,
+    /// For each pair, the rules that found it: bit `k` stands for `BlockingRule::ALL[k]`.
+    pub rules: Vec<u8>,
     /// Pairs each rule produced before deduplication, in [`BlockingRule::ALL`] order.
     pub n_pairs_per_rule: Vec<u64>,
     /// Blocks skipped because they held more than the maximum block size (keys too common to
@@ -111,11 +130,15 @@ pub struct CandidatePairs {
 pub fn candidate_pairs(features: &[Features], max_block_size: usize) -> CandidatePairs {
     let mut all_pairs: Vec<u64> = Vec::new();
     let mut result = CandidatePairs::default();
-    for rule in BlockingRule::ALL {
-        let mut keys: Vec<(u64, u32)> = features
+    // Every record's key under every rule (0 when the rule does not apply), kept to tell later
+    // which rules found each pair.
+    let record_keys: Vec<[u64; N_RULES]> = features.par_iter().map(keys_of).collect();
+    for (rule_index, _) in BlockingRule::ALL.iter().enumerate() {
+        let mut keys: Vec<(u64, u32)> = record_keys
             .par_iter()
             .enumerate()
-            .filter_map(|(index, features)| rule.key(features).map(|key| (key, index as u32)))
+            .filter(|(_, keys)| keys[rule_index] != 0)
+            .map(|(index, keys)| (keys[rule_index], index as u32))
             .collect();
         keys.par_sort_unstable();
         let mut n_rule_pairs = 0u64;
@@ -136,8 +159,27 @@ pub fn candidate_pairs(features: &[Features], max_block_size: usize) -> Candidat
     }
     all_pairs.par_sort_unstable();
     all_pairs.dedup();
-    result.pairs = all_pairs.into_iter().map(|packed| ((packed >> 32) as u32, packed as u32)).collect();
+    result.pairs = all_pairs.into_par_iter().map(|packed| ((packed >> 32) as u32, packed as u32)).collect();
+    result.rules = result
+        .pairs
+        .par_iter()
+        .map(|&(i, j)| shared_rules(&record_keys[i as usize], &record_keys[j as usize]))
+        .collect();
     result
+}
+
+/// Number of blocking rules.
+pub const N_RULES: usize = BlockingRule::ALL.len();
+
+/// A record's key under every rule, 0 where the rule does not apply (a real key of 0 is
+/// vanishingly unlikely and would only add a few pairs).
+pub fn keys_of(features: &Features) -> [u64; N_RULES] {
+    BlockingRule::ALL.map(|rule| rule.key(features).unwrap_or(0))
+}
+
+/// The rules under which two records share a key, as a bit set in [`BlockingRule::ALL`] order.
+pub fn shared_rules(a: &[u64; N_RULES], b: &[u64; N_RULES]) -> u8 {
+    (0..N_RULES).filter(|&k| a[k] != 0 && a[k] == b[k]).fold(0u8, |bits, k| bits | (1 << k))
 }
 
 #[cfg(test)]
@@ -166,6 +208,10 @@ mod tests {
         ];
         let candidates = candidate_pairs(&records, 100);
         assert_eq!(candidates.pairs, vec![(0, 1), (0, 2)]);
+        let name_phonetics = 1 << 2;
+        assert_eq!(candidates.rules[0], name_phonetics, "(0,1) only shares transposed names");
+        let (family_year, date_postcode) = (1 << 3, 1 << 5);
+        assert_eq!(candidates.rules[1], family_year | date_postcode);
         assert!(candidates.n_pairs_per_rule.iter().sum::<u64>() >= 3, "(0,2) is found by several rules");
     }
 

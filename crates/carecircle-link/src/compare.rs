@@ -2,10 +2,9 @@
 //! "missing" (level 0: either side blank, no evidence) through exact and near agreement to
 //! disagreement. The model learns a weight per level.
 
-use strsim::{jaro_winkler, osa_distance};
-
 use crate::features::Features;
 use crate::nicknames::share_group;
+use crate::similarity::{jaro_winkler, within_one_edit};
 
 /// Level 0 of every comparison: one side or both lack the field.
 pub const MISSING: u8 = 0;
@@ -78,7 +77,13 @@ pub const EXACT: u8 = 1;
 /// Whether two strings are at most one edit apart (substitution, insertion, deletion or
 /// transposition of neighbours), the usual shape of a keying error.
 fn one_edit_apart(a: &str, b: &str) -> bool {
-    a.len().abs_diff(b.len()) <= 1 && osa_distance(a, b) <= 1
+    within_one_edit(a, b)
+}
+
+/// Whether a name is a single letter (an initial).
+fn is_single_letter(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some() && chars.next().is_none()
 }
 
 /// Given names: exact, typo, nickname, one's first name is the other's middle name, phonetic,
@@ -91,8 +96,9 @@ pub fn compare_given(a: &Features, b: &Features) -> u8 {
     if x == y {
         return 1;
     }
-    let single_letter = x.chars().count() == 1 || y.chars().count() == 1;
-    if !single_letter && (one_edit_apart(x, y) || jaro_winkler(x, y) >= 0.92) {
+    let single_letter = is_single_letter(x) || is_single_letter(y);
+    let similarity = if single_letter { 0.0 } else { jaro_winkler(x, y) };
+    if !single_letter && (one_edit_apart(x, y) || similarity >= 0.92) {
         return 2;
     }
     if share_group(a.given_groups, b.given_groups) {
@@ -109,7 +115,7 @@ pub fn compare_given(a: &Features, b: &Features) -> u8 {
     if single_letter && x.chars().next() == y.chars().next() {
         return 6;
     }
-    if !single_letter && jaro_winkler(x, y) >= 0.8 {
+    if !single_letter && similarity >= 0.8 {
         return 7;
     }
     8

@@ -60,6 +60,9 @@ pub struct LinkIndex {
     blocks: HashMap<u64, Vec<u32>>,
     persons: HashMap<PersonId, Vec<u32>>,
     decisions: ReviewDecisions,
+    /// Records named in any decision, so most matches skip the decision look-up (which builds
+    /// an owned key pair).
+    decided_records: HashSet<RecordKey>,
     link_threshold: f64,
     review_threshold: f64,
     max_block_size: usize,
@@ -79,6 +82,7 @@ impl LinkIndex {
             blocks: HashMap::new(),
             persons: HashMap::new(),
             decisions: ReviewDecisions::new(),
+            decided_records: HashSet::new(),
             link_threshold: defaults.link_threshold,
             review_threshold: defaults.review_threshold,
             max_block_size: defaults.max_block_size,
@@ -93,11 +97,14 @@ impl LinkIndex {
 
     /// Uses remembered review decisions from now on.
     pub fn set_decisions(&mut self, decisions: ReviewDecisions) {
+        self.decided_records = decisions.iter().flat_map(|(a, b, _)| [a.clone(), b.clone()]).collect();
         self.decisions = decisions;
     }
 
     /// Remembers one review decision.
     pub fn record_decision(&mut self, a: RecordKey, b: RecordKey, decision: Decision) {
+        self.decided_records.insert(a.clone());
+        self.decided_records.insert(b.clone());
         self.decisions.record(a, b, decision);
     }
 
@@ -128,6 +135,7 @@ impl LinkIndex {
         let mut seen: HashSet<u32> = HashSet::new();
         let mut best: BTreeMap<&PersonId, (f64, &RecordKey)> = BTreeMap::new();
         let mut apart: HashSet<&PersonId> = HashSet::new();
+        let query_decided = self.decided_records.contains(&key);
         for block_key in Self::block_keys(&features) {
             let Some(slots) = self.blocks.get(&block_key) else { continue };
             if slots.len() > self.max_block_size {
@@ -141,7 +149,12 @@ impl LinkIndex {
                 if entry.key == key {
                     continue;
                 }
-                let probability = match self.decisions.get(&key, &entry.key) {
+                let decision = if query_decided && self.decided_records.contains(&entry.key) {
+                    self.decisions.get(&key, &entry.key)
+                } else {
+                    None
+                };
+                let probability = match decision {
                     Some(Decision::KeepApart) => {
                         apart.insert(&entry.person);
                         continue;

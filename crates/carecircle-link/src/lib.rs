@@ -20,6 +20,7 @@ pub mod nicknames;
 pub mod normalise;
 pub mod record;
 pub mod run;
+pub mod similarity;
 
 pub use cluster::{Decision, ReviewDecisions};
 pub use evaluate::{pairwise_quality, PairwiseQuality};

@@ -86,7 +86,7 @@ pub struct Model {
     /// u of exact agreement on given and family name among random pairs (the average a name's
     /// own frequency is set against).
     pub u_exact_random: [f64; 2],
-    /// Share of true matches among candidate pairs (the prior).
+    /// Share of true matches among all record pairs (the prior odds of any two records).
     pub prior: f64,
     /// Name frequencies.
     pub term_frequencies: TermFrequencies,
@@ -111,7 +111,7 @@ pub struct TrainingOptions {
 
 impl Default for TrainingOptions {
     fn default() -> Self {
-        TrainingOptions { n_u_samples: 200_000, max_iterations: 100, seed: 0x6361_7265 }
+        TrainingOptions { n_u_samples: 50_000, max_iterations: 100, seed: 0x6361_7265 }
     }
 }
 
@@ -125,35 +125,118 @@ fn smoothed(counts: &[f64]) -> Vec<f64> {
     probabilities
 }
 
+/// Fewest candidate pairs a blocking rule must have found for its own training session.
+const MIN_SESSION_PAIRS: u64 = 20;
+
+/// Bits of a packed levels vector (four per comparison); the rules that found a pair are kept
+/// above them when patterns are counted.
+const PATTERN_BITS: u32 = 4 * N_COMPARISONS as u32;
+
+/// What one expectation-maximisation session estimated.
+struct Session {
+    /// m per comparison; rows of comparisons left out of the session are not estimated.
+    m: Vec<Vec<f64>>,
+    /// Comparisons left out (those the session's blocking rule makes agree).
+    left_out: [bool; N_COMPARISONS],
+    /// Expected number of matches among the session's pairs.
+    expected_matches: f64,
+    /// Iterations run.
+    n_iterations: usize,
+}
+
+/// The starting m: matches mostly agree exactly and rarely disagree.
+fn starting_m() -> Vec<Vec<f64>> {
+    COMPARISONS
+        .iter()
+        .map(|spec| {
+            let n_levels = spec.levels.len();
+            let mut start = vec![0.0; n_levels];
+            start[1] = 0.9;
+            for value in start.iter_mut().skip(2) {
+                *value = 0.1 / (n_levels - 2) as f64;
+            }
+            start
+        })
+        .collect()
+}
+
+/// Expectation-maximisation of m and of the share of matches over `patterns` (packed levels and
+/// their counts), u held fixed, ignoring the comparisons in `left_out`.
+fn em_session(
+    patterns: &[(u64, u64)],
+    u: &[Vec<f64>],
+    left_out: [bool; N_COMPARISONS],
+    max_iterations: usize,
+) -> Session {
+    let mut m = starting_m();
+    let mut prior: f64 = 0.1;
+    let mut expected_matches = 0.0;
+    let mut n_iterations = 0;
+    for _ in 0..max_iterations {
+        n_iterations += 1;
+        let mut match_counts: Vec<Vec<f64>> = COMPARISONS.iter().map(|spec| vec![0.0; spec.levels.len()]).collect();
+        let (mut matches, mut total) = (0.0, 0.0);
+        for &(pattern, count) in patterns {
+            let mut levels = unpack_levels(pattern);
+            for (comparison, level) in levels.iter_mut().enumerate() {
+                if left_out[comparison] {
+                    *level = MISSING;
+                }
+            }
+            let weight = log2_bayes_factor(&m, u, &levels) + (prior / (1.0 - prior)).log2();
+            let posterior = probability_of_weight(weight);
+            let count = count as f64;
+            matches += posterior * count;
+            total += count;
+            for (comparison, &level) in levels.iter().enumerate() {
+                match_counts[comparison][level as usize] += posterior * count;
+            }
+        }
+        let new_prior = (matches / total).clamp(1e-6, 1.0 - 1e-6);
+        let new_m: Vec<Vec<f64>> = match_counts
+            .iter()
+            .zip(&m)
+            .zip(left_out)
+            .map(|((counts, old), skip)| if skip { old.clone() } else { smoothed(counts) })
+            .collect();
+        let change = (new_prior - prior).abs().max(max_difference(&new_m, &m));
+        (m, prior, expected_matches) = (new_m, new_prior, matches);
+        if change < 1e-6 {
+            break;
+        }
+    }
+    Session { m, left_out, expected_matches, n_iterations }
+}
+
 impl Model {
-    /// Trains a model: u from random pairs of `features`, then EM over the comparison patterns of
-    /// the candidate pairs (`candidate_levels`, packed by [`pack_levels`]).
+    /// Trains a model on the records `features` and their candidate pairs, given as the packed
+    /// comparison levels of each pair (`candidate_levels`, see [`pack_levels`]) and the
+    /// blocking rules that found it (`candidate_rules`, bit sets in
+    /// [`crate::blocking::BlockingRule::ALL`] order, same length).
+    ///
+    /// 1. u comes from random record pairs.
+    /// 2. m is estimated by expectation-maximisation once per blocking rule, on the pairs that
+    ///    rule found, leaving out the comparisons the rule makes agree (they would look like
+    ///    evidence of a match even among that rule's non-matches, and EM would then call every
+    ///    candidate pair a match). Each comparison's m is the average over the sessions that
+    ///    estimated it, weighted by their expected number of matches.
+    /// 3. The prior, the share of matches among all record pairs, is then estimated with m and
+    ///    u fixed from every comparison of the candidate pairs (pairs outside the candidates
+    ///    are taken as non-matches).
     pub fn train(
         features: &[Features],
         candidate_levels: &[u64],
+        candidate_rules: &[u8],
         options: &TrainingOptions,
     ) -> Result<Model, ModelError> {
         let n = features.len();
         if n < 2 {
             return Err(ModelError::TooFewRecords);
         }
-        // u: random pairs. A handful are true matches, which barely moves u.
-        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-        let n_possible = (n as u128) * (n as u128 - 1) / 2;
-        let n_samples = (options.n_u_samples as u128).min(n_possible) as usize;
-        let sample_pairs: Vec<(usize, usize)> = (0..n_samples)
-            .map(|_| loop {
-                let (i, j) = (rng.random_range(0..n), rng.random_range(0..n));
-                if i != j {
-                    break (i, j);
-                }
-            })
-            .collect();
-        let random_counts =
-            count_patterns(sample_pairs.par_iter().map(|&(i, j)| pack_levels(&compare(&features[i], &features[j]))));
-        let u: Vec<Vec<f64>> = level_counts(&random_counts).iter().map(|counts| smoothed(counts)).collect();
+        let u = estimate_u(features, options);
         let u_exact_random = [u[field::GIVEN][EXACT as usize], u[field::FAMILY][EXACT as usize]];
 
+<<<<<<< HEAD
         // EM over the candidate pairs' patterns.
         let patterns = count_patterns(candidate_levels.par_iter().copied());
         let mut m: Vec<Vec<f64>> = COMPARISONS
@@ -165,35 +248,71 @@ impl Model {
                 start[1] = 0.9;
                 for value in start.iter_mut().skip(2) {
                     *value = 0.1 / (n_levels - 2) as f64;
+=======
+        // Patterns with the rules that found them: a few thousand distinct keys however many
+        // pairs there are, so every EM iteration below is cheap.
+        let patterns = count_patterns(
+            candidate_levels
+                .par_iter()
+                .zip(candidate_rules.par_iter())
+                .map(|(&levels, &rules)| levels | (u64::from(rules) << PATTERN_BITS)),
+        );
+        let pattern_mask = (1u64 << PATTERN_BITS) - 1;
+        let sessions: Vec<Session> = crate::blocking::BlockingRule::ALL
+            .par_iter()
+            .enumerate()
+            .filter_map(|(rule_index, rule)| {
+                let rule_patterns: Vec<(u64, u64)> = patterns
+                    .iter()
+                    .filter(|(key, _)| (key >> PATTERN_BITS) & (1 << rule_index) != 0)
+                    .map(|&(key, count)| (key & pattern_mask, count))
+                    .collect();
+                let n_pairs: u64 = rule_patterns.iter().map(|(_, count)| count).sum();
+                if n_pairs < MIN_SESSION_PAIRS {
+                    return None;
+>>>>>>> h/link2
                 }
-                start
+                let mut left_out = [false; N_COMPARISONS];
+                for &comparison in rule.blocked_comparisons() {
+                    left_out[comparison] = true;
+                }
+                Some(em_session(&rule_patterns, &u, left_out, options.max_iterations))
             })
             .collect();
-        let mut prior: f64 = 0.1;
-        let mut n_iterations = 0;
-        let n_candidates: u64 = patterns.iter().map(|(_, count)| count).sum();
-        for _ in 0..options.max_iterations {
-            if n_candidates == 0 {
-                break;
-            }
-            n_iterations += 1;
-            let mut match_counts: Vec<Vec<f64>> = COMPARISONS.iter().map(|spec| vec![0.0; spec.levels.len()]).collect();
-            let (mut expected_matches, mut total) = (0.0, 0.0);
-            for &(pattern, count) in &patterns {
-                let levels = unpack_levels(pattern);
-                let weight = log2_bayes_factor(&m, &u, &levels) + (prior / (1.0 - prior)).log2();
-                let posterior = 1.0 / (1.0 + (-weight).exp2());
-                let count = count as f64;
-                expected_matches += posterior * count;
-                total += count;
-                for (comparison, &level) in levels.iter().enumerate() {
-                    match_counts[comparison][level as usize] += posterior * count;
+        let mut m = starting_m();
+        for (comparison, row) in m.iter_mut().enumerate() {
+            let estimating: Vec<&Session> = sessions
+                .iter()
+                .filter(|session| !session.left_out[comparison] && session.expected_matches > 0.0)
+                .collect();
+            let total_weight: f64 = estimating.iter().map(|session| session.expected_matches).sum();
+            if total_weight > 0.0 {
+                for (level, value) in row.iter_mut().enumerate() {
+                    *value = estimating
+                        .iter()
+                        .map(|session| session.expected_matches * session.m[comparison][level])
+                        .sum::<f64>()
+                        / total_weight;
                 }
             }
-            let new_prior = (expected_matches / total).clamp(1e-6, 1.0 - 1e-6);
-            let new_m: Vec<Vec<f64>> = match_counts.iter().map(|counts| smoothed(counts)).collect();
-            let change = (new_prior - prior).abs().max(max_difference(&new_m, &m));
-            (m, prior) = (new_m, new_prior);
+        }
+
+        // The prior over all record pairs, m and u fixed.
+        let n_all_pairs = (n as f64) * (n as f64 - 1.0) / 2.0;
+        let weights: Vec<(f64, f64)> = patterns
+            .iter()
+            .map(|&(key, count)| (log2_bayes_factor(&m, &u, &unpack_levels(key & pattern_mask)), count as f64))
+            .collect();
+        let mut prior = (1.0 / n as f64).min(0.5);
+        let mut n_iterations = sessions.iter().map(|session| session.n_iterations).max().unwrap_or(0);
+        for _ in 0..options.max_iterations {
+            n_iterations += 1;
+            let log_odds = (prior / (1.0 - prior)).log2();
+            let matches: f64 =
+                weights.iter().map(|&(weight, count)| probability_of_weight(weight + log_odds) * count).sum();
+            let new_prior = (matches / n_all_pairs).clamp(1e-12, 0.5);
+            let change = (new_prior.ln() - prior.ln()).abs();
+            prior = new_prior;
             if change < 1e-6 {
                 break;
             }
@@ -236,7 +355,7 @@ impl Model {
 
     /// A table of the parameters: comparison, level, m, u, weight in bits.
     pub fn describe(&self) -> String {
-        let mut text = format!("prior (share of matches among candidate pairs): {:.5}\n", self.prior);
+        let mut text = format!("prior (share of matches among all record pairs): {:.3e}\n", self.prior);
         text.push_str(&format!("{:<14} {:<24} {:>9} {:>9} {:>8}\n", "comparison", "level", "m", "u", "weight"));
         for (comparison, spec) in COMPARISONS.iter().enumerate() {
             for (level, name) in spec.levels.iter().enumerate().skip(1) {
@@ -253,6 +372,26 @@ impl Model {
         }
         text
     }
+}
+
+/// u per comparison level from random record pairs (a handful are true matches, which barely
+/// moves u). Deterministic for a seed: pairs are drawn in order and counted order-free.
+fn estimate_u(features: &[Features], options: &TrainingOptions) -> Vec<Vec<f64>> {
+    let n = features.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let n_possible = (n as u128) * (n as u128 - 1) / 2;
+    let n_samples = (options.n_u_samples as u128).min(n_possible) as usize;
+    let sample_pairs: Vec<(usize, usize)> = (0..n_samples)
+        .map(|_| loop {
+            let (i, j) = (rng.random_range(0..n), rng.random_range(0..n));
+            if i != j {
+                break (i, j);
+            }
+        })
+        .collect();
+    let random_counts =
+        count_patterns(sample_pairs.par_iter().map(|&(i, j)| pack_levels(&compare(&features[i], &features[j]))));
+    level_counts(&random_counts).iter().map(|counts| smoothed(counts)).collect()
 }
 
 /// Probability from a match weight in bits.
@@ -335,28 +474,110 @@ mod tests {
         records
     }
 
+    /// Candidate pairs of `features` as training takes them: levels and the rules that found them.
+    fn candidates(features: &[Features]) -> (Vec<u64>, Vec<u8>) {
+        let candidates = crate::blocking::candidate_pairs(features, 1000);
+        let levels = candidates
+            .pairs
+            .iter()
+            .map(|&(i, j)| pack_levels(&compare(&features[i as usize], &features[j as usize])))
+            .collect();
+        (levels, candidates.rules)
+    }
+
     #[test]
     fn em_learns_that_agreement_is_evidence_of_a_match() {
         let features = duplicated_people();
-        let pairs: Vec<u64> = (0..features.len())
-            .flat_map(|i| ((i + 1)..features.len().min(i + 30)).map(move |j| (i, j)))
-            .map(|(i, j)| pack_levels(&compare(&features[i], &features[j])))
-            .collect();
-        let model = Model::train(&features, &pairs, &TrainingOptions::default()).unwrap();
+        let (levels, rules) = candidates(&features);
+        let model = Model::train(&features, &levels, &rules, &TrainingOptions::default()).unwrap();
         model.check_shape().unwrap();
         let exact_dob = model.m[field::BIRTH_DATE][1] / model.u[field::BIRTH_DATE][1];
         let different_dob = model.m[field::BIRTH_DATE][5] / model.u[field::BIRTH_DATE][5];
         assert!(exact_dob > 10.0 && different_dob < 0.5, "{}", model.describe());
         assert!(model.match_probability(&features[0], &features[1]) > 0.99);
         assert!(model.match_probability(&features[0], &features[2]) < 0.01);
-        let expected_prior = 200.0 / pairs.len() as f64;
+        let n = features.len() as f64;
+        let expected_prior = 200.0 / (n * (n - 1.0) / 2.0);
         assert!((model.prior - expected_prior).abs() < expected_prior * 0.5, "{} vs {expected_prior}", model.prior);
+    }
+
+    /// 300 people, two records each, 10 given names and family names that all share one
+    /// four-letter Double Metaphone code ("Stanford", "Stanfield"...): nearly every candidate
+    /// pair agrees on the phonetic name blocks, and most are not matches.
+    fn namesakes() -> (Vec<Features>, Vec<usize>) {
+        let given = ["james", "mary", "john", "patricia", "robert", "jennifer", "michael", "linda", "david", "susan"];
+        let endings = [
+            "ord", "ield", "orth", "ell", "ington", "ley", "ham", "ton", "by", "wick", "more", "ridge", "wood", "all",
+            "er", "ing", "ett", "ard", "ock", "ill",
+        ];
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let (mut records, mut truth) = (Vec::new(), Vec::new());
+        for person in 0..300 {
+            let record = SourceRecord {
+                given_names: Some(given[rng.random_range(0..given.len())].into()),
+                family_name: Some(format!("stanf{}", endings[rng.random_range(0..endings.len())])),
+                birth_date: BirthDate::new(
+                    rng.random_range(1940..2000),
+                    rng.random_range(1..=12),
+                    rng.random_range(1..=28),
+                ),
+                postcode: Some(format!(
+                    "LS{} {}A{}",
+                    rng.random_range(1..20),
+                    rng.random_range(1..10),
+                    ["B", "D", "E"][person % 3]
+                )),
+                ..SourceRecord::default()
+            };
+            let mut other = record.clone();
+            match person % 3 {
+                0 => other.postcode = None,
+                1 => other.birth_date = record.birth_date.and_then(|d| BirthDate::new(d.year, d.month, d.day % 28 + 1)),
+                _ => {}
+            }
+            for record in [record, other] {
+                records.push(Features::of(&record));
+                truth.push(person);
+            }
+        }
+        (records, truth)
+    }
+
+    #[test]
+    fn em_is_not_fooled_by_pairs_that_agree_only_on_their_blocking_fields() {
+        let (features, truth) = namesakes();
+        let codes: std::collections::HashSet<u32> = features.iter().map(|f| f.family_phonetic[0]).collect();
+        assert_eq!(codes.len(), 1, "the family names share one code");
+        let (levels, rules) = candidates(&features);
+        let blocked = crate::blocking::candidate_pairs(&features, 1000);
+        let n_true = blocked.pairs.iter().filter(|&&(i, j)| truth[i as usize] == truth[j as usize]).count();
+        assert!(n_true * 10 < blocked.pairs.len(), "mostly non-matches: {n_true} of {}", blocked.pairs.len());
+
+        let model = Model::train(&features, &levels, &rules, &TrainingOptions::default()).unwrap();
+        let n = features.len() as f64;
+        let expected_prior = 300.0 / (n * (n - 1.0) / 2.0);
+        assert!((model.prior - expected_prior).abs() < expected_prior * 0.5, "{} vs {expected_prior}", model.prior);
+        let linked: Vec<bool> = blocked
+            .pairs
+            .iter()
+            .map(|&(i, j)| model.match_probability(&features[i as usize], &features[j as usize]) >= 0.9)
+            .collect();
+        let correct = blocked
+            .pairs
+            .iter()
+            .zip(&linked)
+            .filter(|(&(i, j), &l)| l && truth[i as usize] == truth[j as usize])
+            .count();
+        let predicted = linked.iter().filter(|&&l| l).count();
+        let (precision, recall) = (correct as f64 / predicted.max(1) as f64, correct as f64 / 300.0);
+        assert!(precision > 0.95 && recall > 0.95, "precision {precision}, recall {recall}\n{}", model.describe());
     }
 
     #[test]
     fn common_names_weigh_less_than_rare_ones() {
         let mut features = duplicated_people();
-        let model = Model::train(&features, &[], &TrainingOptions { n_u_samples: 1000, ..Default::default() }).unwrap();
+        let model =
+            Model::train(&features, &[], &[], &TrainingOptions { n_u_samples: 1000, ..Default::default() }).unwrap();
         features[0].family = "smith0".into();
         let smith = Features { family: "smith0".into(), ..Features::default() };
         let rare = Features { family: "zebedee".into(), ..Features::default() };
@@ -364,7 +585,7 @@ mod tests {
         levels[field::FAMILY] = EXACT;
         assert!(model.match_weight(&levels, &rare, &rare) > model.match_weight(&levels, &smith, &smith));
         assert_eq!(
-            Model::train(&features[..1], &[], &TrainingOptions::default()).unwrap_err().to_string(),
+            Model::train(&features[..1], &[], &[], &TrainingOptions::default()).unwrap_err().to_string(),
             ModelError::TooFewRecords.to_string()
         );
     }

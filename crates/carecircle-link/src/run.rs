@@ -166,8 +166,11 @@ pub fn link(
         .collect();
 
     progress.stage("training", 0);
-    let model =
-        if features.len() >= 2 { Model::train(&features, &levels, &options.training)? } else { untrained_model() };
+    let model = if features.len() >= 2 {
+        Model::train(&features, &levels, &candidates.rules, &options.training)?
+    } else {
+        untrained_model()
+    };
 
     progress.stage("scoring", n_candidate_pairs);
     let probabilities: Vec<f64> = candidates
