@@ -8,6 +8,7 @@ mod capability;
 pub mod error;
 mod explain;
 pub mod fhir_json;
+pub mod identity;
 mod interactions;
 mod observability;
 
@@ -45,6 +46,8 @@ pub struct AppState {
     pub capability: Arc<serde_json::Value>,
     /// Token verification, keys and the token endpoint's settings.
     pub auth: Arc<auth::AuthConfig>,
+    /// The person index (`$match`, `$ihe-pix`), loaded on first use.
+    pub identity: Arc<identity::Identity>,
 }
 
 impl FromRef<AppState> for Record {
@@ -56,7 +59,7 @@ impl FromRef<AppState> for Record {
 /// The application router.
 pub fn router(record: Record, config: HttpConfig, auth: Arc<auth::AuthConfig>) -> Router {
     let capability = Arc::new(capability::capability_statement(&config.base_url));
-    let state = AppState { record, config: Arc::new(config), capability, auth };
+    let state = AppState { record, config: Arc::new(config), capability, auth, identity: Default::default() };
     Router::new()
         .route("/.well-known/smart-configuration", get(auth::smart_configuration))
         .route("/.well-known/jwks.json", get(auth::jwks))
@@ -72,6 +75,8 @@ pub fn router(record: Record, config: HttpConfig, auth: Arc<auth::AuthConfig>) -
         .route("/metrics", get(observability::metrics))
         .route("/", get(interactions::search_system).post(interactions::bundle))
         .route("/_history", get(interactions::history_system))
+        .route("/Patient/$match", axum::routing::post(identity::patient_match))
+        .route("/Patient/$ihe-pix", get(identity::patient_ihe_pix))
         .route("/{resource_type}", get(interactions::search_type).post(interactions::create))
         .route("/{resource_type}/_search", axum::routing::post(interactions::search_type_post))
         .route("/{resource_type}/_history", get(interactions::history_type))

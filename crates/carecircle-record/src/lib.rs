@@ -5,6 +5,7 @@
 
 mod bundle;
 mod error;
+mod identity;
 mod policy;
 mod prepare;
 mod principal;
@@ -19,6 +20,11 @@ use serde_json::Value;
 
 pub use bundle::BundleKind;
 pub use error::RecordError;
+pub use identity::{
+    default_model, linkage_id, patient_record, MatchGrade, PatientMatch, PersonIndex, KEY_WORKER_EXTENSION,
+    MIN_TRAINING_RECORDS, NHS_NUMBER_SYSTEM, NHS_NUMBER_VERIFICATION_EXTENSION, NHS_NUMBER_VERIFIED_CODE,
+    PERSON_ID_PREFIX,
+};
 pub use policy::{PolicyAccess, NATIONAL_OPT_OUT_EXTENSION};
 pub use prepare::{custodian_reference, validate_incoming};
 pub use principal::{Principal, PrincipalKind, DEFAULT_PURPOSE};

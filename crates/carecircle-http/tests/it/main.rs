@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod bundles;
 mod examples;
+mod identity;
 mod interactions;
 mod search;
 
