@@ -236,19 +236,6 @@ impl Model {
         let u = estimate_u(features, options);
         let u_exact_random = [u[field::GIVEN][EXACT as usize], u[field::FAMILY][EXACT as usize]];
 
-<<<<<<< HEAD
-        // EM over the candidate pairs' patterns.
-        let patterns = count_patterns(candidate_levels.par_iter().copied());
-        let mut m: Vec<Vec<f64>> = COMPARISONS
-            .iter()
-            .map(|spec| {
-                let n_levels = spec.levels.len();
-                // Start believing matches mostly agree exactly and rarely disagree.
-                let mut start = vec![0.0; n_levels];
-                start[1] = 0.9;
-                for value in start.iter_mut().skip(2) {
-                    *value = 0.1 / (n_levels - 2) as f64;
-=======
         // Patterns with the rules that found them: a few thousand distinct keys however many
         // pairs there are, so every EM iteration below is cheap.
         let patterns = count_patterns(
@@ -270,7 +257,6 @@ impl Model {
                 let n_pairs: u64 = rule_patterns.iter().map(|(_, count)| count).sum();
                 if n_pairs < MIN_SESSION_PAIRS {
                     return None;
->>>>>>> h/link2
                 }
                 let mut left_out = [false; N_COMPARISONS];
                 for &comparison in rule.blocked_comparisons() {

@@ -344,9 +344,8 @@ fn today_text() -> String {
 /// `ServiceRequest`, is requested by one organisation and owned by another. Other Tasks
 /// (including a practitioner's own worklist items) are ordinary records.
 fn is_referral(task: &Value) -> bool {
-    let organisation = |pointer: &str| {
-        task.pointer(pointer).and_then(Value::as_str).is_some_and(|r| r.starts_with("Organization/"))
-    };
+    let organisation =
+        |pointer: &str| task.pointer(pointer).and_then(Value::as_str).is_some_and(|r| r.starts_with("Organization/"));
     task.pointer("/focus/reference").and_then(Value::as_str).is_some_and(|r| r.starts_with("ServiceRequest/"))
         && organisation("/owner/reference")
         && organisation("/requester/reference")

@@ -1,11 +1,8 @@
 //! The `carecircle` binary as a data engineer uses it: import files (with a bad line and a
 //! transaction Bundle among them), migrate, and write demo data.
 
-<<<<<<< HEAD
 mod audit;
-=======
 mod link;
->>>>>>> h/link2
 
 use std::path::Path;
 use std::process::Command;
