@@ -2,6 +2,7 @@
 //! transaction Bundle among them), migrate, and write demo data.
 
 mod audit;
+mod mllp;
 
 use std::path::Path;
 use std::process::Command;
