@@ -2,6 +2,7 @@
 //! migrate the database.
 
 mod guard;
+mod hl7_ingest;
 mod import;
 mod link;
 mod token;
@@ -71,6 +72,11 @@ struct ServeArgs {
     /// objects) or opt-in (nothing shared until the person agrees).
     #[arg(long, value_enum, default_value = "opt-out", env = "CARECIRCLE_CONSENT_SCHEME")]
     consent_scheme: guard::ConsentScheme,
+    /// Also receive HL7 v2 ADT messages over MLLP on this address (off unless given; given
+    /// without a value: 127.0.0.1:2575). Partners are recognised by their sending facility
+    /// (MSH-4), an Organization identifier in urn:carecircle:hl7v2:facility.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:2575")]
+    mllp: Option<SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -201,13 +207,45 @@ async fn serve(
     if args.auth.dev_issuer {
         tracing::warn!("the development issuer is on: tokens from `carecircle token` are accepted");
     }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mllp = match args.mllp {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("listening for MLLP on {address}"))?;
+            let bound = listener.local_addr().context("reading the MLLP address")?;
+            println!("carecircle HL7 v2 ADT over MLLP at {bound}");
+            let handler = Arc::new(hl7_ingest::AdtIngest::new(record.clone()));
+            Some(tokio::spawn(carecircle_mllp::serve(
+                listener,
+                handler,
+                carecircle_mllp::MllpConfig::default(),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
     let app = router(record, config, auth);
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     println!("carecircle FHIR R4 API at {base_url}  (CapabilityStatement: {base_url}/metadata)");
     tracing::info!(%base_url, "serving");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
-    Ok(())
+    let http_shutdown = shutdown.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            http_shutdown.cancel();
+        })
+        .await
+        .context("serving HTTP");
+    // The MLLP listener finishes the messages in hand (acknowledging them) before the process ends.
+    shutdown.cancel();
+    if let Some(mllp) = mllp {
+        if let Err(error) = mllp.await {
+            tracing::error!(%error, "the MLLP listener failed");
+        }
+    }
+    served
 }
 
 async fn shutdown_signal() {

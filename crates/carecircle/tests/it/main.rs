@@ -3,6 +3,7 @@
 
 mod audit;
 mod link;
+mod mllp;
 
 use std::path::Path;
 use std::process::Command;
