@@ -1,11 +1,15 @@
 //! Verifying bearer tokens: signature against the issuer's keys, issuer, audience, expiry, and
 //! the algorithms allowed (asymmetric only: never `none`, never a shared secret).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use sha2::{Digest, Sha256};
 
 use crate::claims::AccessClaims;
 use crate::keys::SigningKey;
@@ -150,9 +154,36 @@ pub struct VerifiedToken {
 }
 
 /// Verifies tokens against the trusted issuers.
-#[derive(Debug, Clone, Default)]
+///
+/// A token that verified is remembered (by the SHA-256 of its text) until it expires, so a client
+/// that sends the same bearer token with every request pays for one signature check, not one per
+/// request. Only successful verifications are remembered; a hit is re-checked for expiry with the
+/// same leeway as a full verification; changing the issuers (key rotation) forgets every token.
+#[derive(Debug, Default)]
 pub struct TokenVerifier {
     issuers: Vec<TrustedIssuer>,
+    verified: Mutex<HashMap<[u8; 32], VerifiedToken>>,
+}
+
+impl Clone for TokenVerifier {
+    fn clone(&self) -> TokenVerifier {
+        TokenVerifier::new(self.issuers.clone())
+    }
+}
+
+/// Seconds of clock skew allowed on `exp` and `nbf`.
+const LEEWAY_SECONDS: u64 = 30;
+
+/// Verified tokens remembered at most; when full, expired ones are dropped, and if that frees
+/// nothing the cache starts again (a client minting a token per request gains nothing from it).
+const VERIFIED_CAPACITY: usize = 16_384;
+
+fn now_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 const ACCEPTED: [&str; 9] = ["EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"];
@@ -167,7 +198,12 @@ fn part_json(part: &str, what: &str) -> Result<serde_json::Value, AuthError> {
 impl TokenVerifier {
     /// A verifier trusting `issuers`.
     pub fn new(issuers: Vec<TrustedIssuer>) -> TokenVerifier {
-        TokenVerifier { issuers }
+        TokenVerifier { issuers, verified: Mutex::default() }
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], VerifiedToken>> {
+        // The map holds only complete entries, so a panic elsewhere cannot leave it half-written.
+        self.verified.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The trusted issuers.
@@ -175,8 +211,10 @@ impl TokenVerifier {
         &self.issuers
     }
 
-    /// Mutable access, to rotate an external issuer's keys.
+    /// Mutable access, to rotate an external issuer's keys. Forgets every verified token, so a
+    /// key that was withdrawn stops being honoured at once.
     pub fn issuers_mut(&mut self) -> &mut Vec<TrustedIssuer> {
+        self.remembered().clear();
         &mut self.issuers
     }
 
@@ -193,6 +231,27 @@ impl TokenVerifier {
 
     /// Verifies `token`.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, AuthError> {
+        let digest = token_digest(token);
+        let now = now_seconds();
+        if let Some(known) = self.remembered().get(&digest) {
+            if known.claims.exp + LEEWAY_SECONDS > now {
+                return Ok(known.clone());
+            }
+        }
+        let verified = self.verify_signed(token)?;
+        let mut remembered = self.remembered();
+        if remembered.len() >= VERIFIED_CAPACITY {
+            remembered.retain(|_, known| known.claims.exp + LEEWAY_SECONDS > now);
+            if remembered.len() >= VERIFIED_CAPACITY {
+                remembered.clear();
+            }
+        }
+        remembered.insert(digest, verified.clone());
+        Ok(verified)
+    }
+
+    /// Verifies `token` in full: header, issuer, key, signature and claims.
+    fn verify_signed(&self, token: &str) -> Result<VerifiedToken, AuthError> {
         let parts: Vec<&str> = token.split('.').collect();
         if parts.len() != 3 {
             return Err(AuthError::Malformed("a JWT has three dot-separated parts".into()));
@@ -224,7 +283,7 @@ impl TokenVerifier {
             validation.set_issuer(&[&issuer.issuer]);
             validation.set_audience(&[&issuer.audience]);
             validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-            validation.leeway = 30;
+            validation.leeway = LEEWAY_SECONDS;
             match jsonwebtoken::decode::<AccessClaims>(token, key, &validation) {
                 Ok(data) => {
                     let mut claims = data.claims;
@@ -285,6 +344,25 @@ mod tests {
         assert_eq!(verified.claims.fhir_user.as_deref(), Some("Practitioner/p1"));
         assert_eq!(verified.issuer_kind, IssuerKind::Development);
         assert_eq!(verified.scopes.resource.len(), 1);
+    }
+
+    #[test]
+    fn a_remembered_token_is_forgotten_when_the_keys_change_and_is_never_matched_by_another() {
+        let key = SigningKey::generate();
+        let mut v = verifier(&key);
+        let token = user_token(600).mint(&key, crate::DEV_ISSUER, AUD).unwrap();
+        assert!(v.verify(&token).is_ok());
+        assert!(v.verify(&token).is_ok(), "the second check is served from memory");
+        // A token differing in one character of its signature is checked in full, and refused.
+        let middle_of_signature = token.len() - 20;
+        let mut tampered = token.clone();
+        let flipped = if &token[middle_of_signature..=middle_of_signature] == "A" { "B" } else { "A" };
+        tampered.replace_range(middle_of_signature..=middle_of_signature, flipped);
+        assert!(v.verify(&tampered).is_err());
+        // Rotating the issuer's keys: the remembered token is refused at once.
+        let other = SigningKey::generate();
+        v.issuers_mut()[0] = TrustedIssuer::own(crate::DEV_ISSUER, AUD, IssuerKind::Development, &other);
+        assert_eq!(v.verify(&token).unwrap_err(), AuthError::BadSignature);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! the SMART Backend Services token endpoint (`POST /auth/token`).
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -19,6 +19,7 @@ use carecircle_fhir::search::Handling;
 use carecircle_fhir::{Issue, IssueType};
 use carecircle_record::{Principal, PrincipalKind, Record, RecordError, DEFAULT_PURPOSE};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -47,7 +48,14 @@ pub struct AuthConfig {
     pub authorization_endpoint: Option<String>,
     /// Assertion ids already used at the token endpoint.
     pub replay_guard: ReplayGuard,
+    /// Principals resolved per token (by its SHA-256), each with the store's write generation it
+    /// was resolved at: reused only while the store reports no write since (see
+    /// `Store::write_generation`; never with a store other processes write).
+    principals: Mutex<HashMap<[u8; 32], (u64, Principal)>>,
 }
+
+/// Resolved principals remembered at most; when full the memory starts again.
+const PRINCIPAL_CAPACITY: usize = 16_384;
 
 impl std::fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,7 +89,35 @@ impl AuthConfig {
             system_token_ttl_seconds: 300,
             authorization_endpoint: None,
             replay_guard: ReplayGuard::default(),
+            principals: Mutex::default(),
         }
+    }
+
+    fn remembered_principals(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (u64, Principal)>> {
+        self.principals.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The principal of a verified token: remembered when nothing was written since it was
+    /// resolved, else resolved against the record (and remembered when the store allows).
+    async fn principal(&self, record: &Record, token: &str, verified: &VerifiedToken) -> Result<Principal, Refusal> {
+        let generation = record.store().write_generation();
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(generation) = generation {
+            if let Some((at, principal)) = self.remembered_principals().get(&key) {
+                if *at == generation {
+                    return Ok(principal.clone());
+                }
+            }
+        }
+        let principal = resolve_principal(record, verified).await?;
+        if let Some(generation) = generation {
+            let mut remembered = self.remembered_principals();
+            if remembered.len() >= PRINCIPAL_CAPACITY {
+                remembered.clear();
+            }
+            remembered.insert(key, (generation, principal.clone()));
+        }
+        Ok(principal)
     }
 
     fn verify(&self, token: &str) -> Result<VerifiedToken, AuthError> {
@@ -136,7 +172,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
             return unauthorized(e.to_string());
         }
     };
-    match resolve_principal(&state.record, &verified).await {
+    match state.auth.principal(&state.record, &token, &verified).await {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
             next.run(request).await

@@ -30,6 +30,9 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// Only asks `PRAGMA data_version`, which changes whenever any other connection (this
+    /// store's writer or another process) commits: the store's [`Store::write_generation`].
+    watch: Mutex<Connection>,
 }
 
 fn backend(error: impl std::fmt::Display) -> StoreError {
@@ -77,6 +80,7 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                watch: Mutex::new(open_connection(path)?),
             }),
         })
     }
@@ -160,6 +164,14 @@ fn query_count(connection: &Connection, statement: &Statement) -> Result<usize, 
 impl Store for SqliteStore {
     fn backend_name(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn write_generation(&self) -> Option<u64> {
+        // A read of the WAL index in shared memory (no disk access): cheap enough to call
+        // inline, and it sees commits made by other processes (an `import` beside `serve`) too.
+        let connection = lock(&self.inner.watch);
+        let mut statement = connection.prepare_cached("PRAGMA data_version").ok()?;
+        statement.query_row([], |row| row.get::<_, i64>(0)).ok().map(|v| v as u64)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

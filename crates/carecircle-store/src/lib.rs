@@ -173,6 +173,14 @@ pub trait Store: Send + Sync {
     /// A short name for logs and metrics (`sqlite`, `postgres`).
     fn backend_name(&self) -> &'static str;
 
+    /// A counter that changes after every write this object makes, when every write to the
+    /// stored data goes through this object (the embedded store, one serving process): callers
+    /// may keep what they derived from stored data for as long as the counter is unchanged.
+    /// `None` (the default) when other processes may write too, so nothing may be kept.
+    fn write_generation(&self) -> Option<u64> {
+        None
+    }
+
     /// Brings the schema up to date. Idempotent.
     async fn migrate(&self) -> Result<(), StoreError>;
 

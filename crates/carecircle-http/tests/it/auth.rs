@@ -144,6 +144,25 @@ async fn tokens_resolve_to_known_active_users_with_a_role() {
 }
 
 #[tokio::test]
+async fn a_user_deactivated_while_their_token_is_in_use_is_refused_on_the_next_request() {
+    let app = TestApp::new().await;
+    seed_staff(&app).await;
+    let nurse = app.token(user_request("Practitioner/nurse"));
+    for _ in 0..3 {
+        assert_eq!(get_with(&app, "/Patient", &nurse).await.status, StatusCode::OK);
+    }
+    // The role ends: the very next request with the same token is refused.
+    app.seed(
+        PARTNERSHIP,
+        json!({"resourceType": "PractitionerRole", "id": "role-nurse", "active": false,
+               "practitioner": {"reference": "Practitioner/nurse"},
+               "organization": {"reference": "Organization/hospital-ed"}}),
+    )
+    .await;
+    assert_outcome(&get_with(&app, "/Patient", &nurse).await, StatusCode::UNAUTHORIZED, None, "no active role");
+}
+
+#[tokio::test]
 async fn scopes_narrow_what_a_token_may_do() {
     let app = TestApp::new().await;
     seed_staff(&app).await;

@@ -57,3 +57,32 @@ async fn a_version_1_store_upgrades_and_keeps_its_references() {
         .expect("index list");
     assert_eq!(indexes, ["idx_reference_lookup"]);
 }
+
+/// The write generation changes after every commit, also one made by another store object on the
+/// same file (as another process, such as `carecircle import` beside `serve`, would), and stays
+/// put while nothing is written.
+#[tokio::test]
+async fn the_write_generation_sees_every_commit_including_other_processes() {
+    use carecircle_store::WriteOp;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let serving = SqliteStore::open_dir(dir.path()).expect("open");
+    serving.migrate().await.expect("migrate");
+    let other = SqliteStore::open_dir(dir.path()).expect("open a second time");
+    let put = |id: &str| WriteOp::Put {
+        resource_type: "Patient".into(),
+        id: id.into(),
+        resource: serde_json::json!({"resourceType": "Patient", "id": id}),
+        index: Vec::new(),
+        custodian: Some("Organization/a".into()),
+        expected_version: None,
+    };
+    let before = serving.write_generation().expect("the embedded store reports a generation");
+    assert_eq!(serving.write_generation(), Some(before), "no write, no change");
+    serving.read("Patient", "none").await.expect("read");
+    assert_eq!(serving.write_generation(), Some(before), "reads change nothing");
+    serving.apply(vec![put("a")]).await.expect("write");
+    let after_own = serving.write_generation().expect("generation");
+    assert_ne!(after_own, before);
+    other.apply(vec![put("b")]).await.expect("write from elsewhere");
+    assert_ne!(serving.write_generation().expect("generation"), after_own);
+}
