@@ -40,6 +40,12 @@ struct Inner {
     wal_written: Mutex<SyncSender<()>>,
 }
 
+/// The writer's page cache, in KiB. The writer only appends (the right edge of each B-tree plus
+/// the index pages its rows land on), so a small cache holds what it touches; and SQLite scans
+/// the whole page-cache hash table at the end of every write transaction, so a large cache
+/// (the readers' 64 MB) cost 7.5% of the server's CPU under a read load with auditing on.
+const WRITER_CACHE_KIB: i64 = 4096;
+
 fn open_connection(path: &Path) -> Result<Connection, AuditStoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags).map_err(backend_error)?;
@@ -66,7 +72,8 @@ impl SqliteAudit {
         let writer = open_connection(path)?;
         writer
             .execute_batch(&format!(
-                "PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}; PRAGMA journal_size_limit = 67108864;"
+                "PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}; PRAGMA journal_size_limit = 67108864; \
+                 PRAGMA cache_size = -{WRITER_CACHE_KIB};"
             ))
             .map_err(backend_error)?;
         let readers = (0..N_READERS).map(|_| open_connection(path).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
