@@ -8,6 +8,7 @@
 
 mod batch;
 mod postgres;
+mod review;
 mod sqlite;
 mod verification;
 
@@ -25,6 +26,7 @@ use carecircle_audit::{
 use tokio::sync::{mpsc, oneshot};
 
 use batch::{fold_perfect, Sealer, STORED_LEVEL_STEP};
+pub use review::{BreakGlassReview, QueuedBreakGlass, ReviewFilter, ReviewOutcome};
 
 /// Failures of audit storage (not findings of verification: those are [`Tamper`]).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -170,6 +172,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> Result<Vec<Vec<u8>>, AuditStoreError>;
     async fn unusual_access(&self, period: Period, min_persons: u64) -> Result<Vec<UnusualAccess>, AuditStoreError>;
     async fn break_glass(&self, period: Period) -> Result<Vec<BreakGlassCount>, AuditStoreError>;
+    /// Entries of action break-glass, newest first, as `(seq, content)`.
+    async fn break_glass_uses(
+        &self,
+        filter: ReviewFilter,
+        before_seq: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<(u64, Vec<u8>)>, AuditStoreError>;
+    /// The reviews of these entries.
+    async fn reviews(&self, entry_seqs: &[u64]) -> Result<Vec<BreakGlassReview>, AuditStoreError>;
+    /// Inserts a review unless the entry has one; whether it was inserted.
+    async fn insert_review(&self, review: &BreakGlassReview) -> Result<bool, AuditStoreError>;
 }
 
 /// Read access to a stored audit log, and the place its writer is started from.

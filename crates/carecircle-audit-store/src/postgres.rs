@@ -15,9 +15,15 @@ use sqlx::{Connection, Executor, PgConnection, Row};
 
 use crate::batch::{now_ms, prepare, Sealer, State, StoredColumns};
 use crate::verification::{combine, verify_ranges, Piece, RangeChecker};
-use crate::{backend_error, AuditStoreError, Backend, BreakGlassCount, Period, SignedCheckpoint, UnusualAccess};
+use crate::{
+    backend_error, AuditStoreError, Backend, BreakGlassCount, BreakGlassReview, Period, ReviewFilter, SignedCheckpoint,
+    UnusualAccess,
+};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres_0001_audit.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres_0001_audit.sql")),
+    (2, include_str!("../migrations/postgres_0002_break_glass_reviews.sql")),
+];
 const POOL_SIZE: u32 = 4;
 /// The advisory lock class taken while migrating ("ccau"), with the schema's hash as the key.
 const MIGRATION_LOCK_CLASS: i32 = 0x6363_6175;
@@ -406,5 +412,72 @@ impl Backend for PostgresAudit {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(backend_error)
+    }
+
+    async fn break_glass_uses(
+        &self,
+        filter: ReviewFilter,
+        before_seq: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<(u64, Vec<u8>)>, AuditStoreError> {
+        let condition = match filter {
+            ReviewFilter::Pending => "AND NOT EXISTS (SELECT 1 FROM break_glass_reviews r WHERE r.entry_seq = e.seq)",
+            ReviewFilter::Reviewed => "AND EXISTS (SELECT 1 FROM break_glass_reviews r WHERE r.entry_seq = e.seq)",
+            ReviewFilter::All => "",
+        };
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(&format!(
+            "SELECT e.seq, e.content FROM audit_entries e WHERE e.action = 10 AND e.seq < $1 {condition} \
+             ORDER BY e.seq DESC LIMIT $2"
+        ))
+        .bind(before_seq.map_or(i64::MAX, |s| s as i64))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(rows.into_iter().map(|(seq, content)| (seq as u64, content)).collect())
+    }
+
+    async fn reviews(&self, entry_seqs: &[u64]) -> Result<Vec<BreakGlassReview>, AuditStoreError> {
+        let seqs: Vec<i64> = entry_seqs.iter().map(|s| *s as i64).collect();
+        let rows = sqlx::query(
+            "SELECT entry_seq, outcome, note, reviewer, organisation, reviewed_ms, review_seq \
+             FROM break_glass_reviews WHERE entry_seq = ANY($1)",
+        )
+        .bind(&seqs)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| {
+                let outcome: String = r.try_get(1).map_err(backend_error)?;
+                Ok(BreakGlassReview {
+                    entry_seq: r.try_get::<i64, _>(0).map_err(backend_error)? as u64,
+                    outcome: outcome.parse().map_err(AuditStoreError::CorruptState)?,
+                    note: r.try_get(2).map_err(backend_error)?,
+                    reviewer: r.try_get(3).map_err(backend_error)?,
+                    organisation: r.try_get(4).map_err(backend_error)?,
+                    reviewed_ms: r.try_get(5).map_err(backend_error)?,
+                    review_seq: r.try_get::<i64, _>(6).map_err(backend_error)? as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_review(&self, review: &BreakGlassReview) -> Result<bool, AuditStoreError> {
+        let result = sqlx::query(
+            "INSERT INTO break_glass_reviews (entry_seq, outcome, note, reviewer, organisation, reviewed_ms, review_seq) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (entry_seq) DO NOTHING",
+        )
+        .bind(review.entry_seq as i64)
+        .bind(review.outcome.code())
+        .bind(&review.note)
+        .bind(&review.reviewer)
+        .bind(&review.organisation)
+        .bind(review.reviewed_ms)
+        .bind(review.review_seq as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(result.rows_affected() == 1)
     }
 }

@@ -16,9 +16,15 @@ use crate::verification::{combine, verify_ranges, Piece, RangeChecker};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::batch::{now_ms, prepare, Sealer, State, StoredColumns};
-use crate::{backend_error, AuditStoreError, Backend, BreakGlassCount, Period, SignedCheckpoint, UnusualAccess};
+use crate::{
+    backend_error, AuditStoreError, Backend, BreakGlassCount, BreakGlassReview, Period, ReviewFilter, SignedCheckpoint,
+    UnusualAccess,
+};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite_0001_audit.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite_0001_audit.sql")),
+    (2, include_str!("../migrations/sqlite_0002_break_glass_reviews.sql")),
+];
 const N_READERS: usize = 2;
 /// The checkpointer copies the WAL into the database at most this often while entries are
 /// written: each copy writes a page once however often batches touched it in the meantime.
@@ -495,4 +501,93 @@ impl Backend for SqliteAudit {
         })
         .await
     }
+
+    async fn break_glass_uses(
+        &self,
+        filter: ReviewFilter,
+        before_seq: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<(u64, Vec<u8>)>, AuditStoreError> {
+        let before = before_seq.map_or(i64::MAX, |s| s as i64);
+        let condition = review_condition(filter);
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(&format!(
+                "SELECT e.seq, e.content FROM audit_entries e WHERE e.action = 10 AND e.seq < ?1 {condition} \
+                 ORDER BY e.seq DESC LIMIT ?2"
+            ))?;
+            let rows =
+                statement.query_map(params![before, limit], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?.collect();
+            rows
+        })
+        .await
+    }
+
+    async fn reviews(&self, entry_seqs: &[u64]) -> Result<Vec<BreakGlassReview>, AuditStoreError> {
+        let seqs: Vec<i64> = entry_seqs.iter().map(|s| *s as i64).collect();
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT entry_seq, outcome, note, reviewer, organisation, reviewed_ms, review_seq \
+                 FROM break_glass_reviews WHERE entry_seq = ?1",
+            )?;
+            let mut out = Vec::new();
+            for seq in seqs {
+                if let Some(review) = statement.query_row(params![seq], review_from_row).optional()? {
+                    out.push(review);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn insert_review(&self, review: &BreakGlassReview) -> Result<bool, AuditStoreError> {
+        let inner = self.inner.clone();
+        let review = review.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = lock(&inner.writer);
+            connection
+                .execute(
+                    "INSERT INTO break_glass_reviews \
+                     (entry_seq, outcome, note, reviewer, organisation, reviewed_ms, review_seq) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (entry_seq) DO NOTHING",
+                    params![
+                        review.entry_seq as i64,
+                        review.outcome.code(),
+                        review.note,
+                        review.reviewer,
+                        review.organisation,
+                        review.reviewed_ms,
+                        review.review_seq as i64
+                    ],
+                )
+                .map(|n| n == 1)
+                .map_err(backend_error)
+        })
+        .await
+        .map_err(backend_error)?
+    }
+}
+
+/// The SQL condition (on `e`) selecting pending or reviewed break-glass entries.
+fn review_condition(filter: ReviewFilter) -> &'static str {
+    match filter {
+        ReviewFilter::Pending => "AND NOT EXISTS (SELECT 1 FROM break_glass_reviews r WHERE r.entry_seq = e.seq)",
+        ReviewFilter::Reviewed => "AND EXISTS (SELECT 1 FROM break_glass_reviews r WHERE r.entry_seq = e.seq)",
+        ReviewFilter::All => "",
+    }
+}
+
+fn review_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BreakGlassReview> {
+    let outcome: String = r.get(1)?;
+    Ok(BreakGlassReview {
+        entry_seq: r.get::<_, i64>(0)? as u64,
+        outcome: outcome
+            .parse()
+            .map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into()))?,
+        note: r.get(2)?,
+        reviewer: r.get(3)?,
+        organisation: r.get(4)?,
+        reviewed_ms: r.get(5)?,
+        review_seq: r.get::<_, i64>(6)? as u64,
+    })
 }

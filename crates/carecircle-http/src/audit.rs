@@ -164,6 +164,7 @@ pub async fn access_log(
     }
     let log = audit_log(state)?;
     let entries = log.store().access_log_for_patient(patient_id, before, count).await.map_err(audit_unavailable)?;
+    let reviews = crate::break_glass_review::reviews_for(state, &entries).await?;
     let base = &state.config.base_url;
     let mut links =
         vec![json!({"relation": "self", "url": format!("{base}/Patient/{patient_id}/$access-log?_count={count}")})];
@@ -176,7 +177,13 @@ pub async fn access_log(
         "resourceType": "Bundle",
         "type": "searchset",
         "link": links,
-        "entry": entries.iter().map(|e| json!({"fullUrl": format!("{base}/AuditEvent/{}", e.seq), "resource": e.to_audit_event(), "search": {"mode": "match"}})).collect::<Vec<Value>>(),
+        "entry": entries.iter().map(|e| {
+            let mut event = e.to_audit_event();
+            if let Some(review) = reviews.iter().find(|r| r.entry_seq == e.seq) {
+                crate::break_glass_review::annotate(&mut event, review, false);
+            }
+            json!({"fullUrl": format!("{base}/AuditEvent/{}", e.seq), "resource": event, "search": {"mode": "match"}})
+        }).collect::<Vec<Value>>(),
     });
     Ok(fhir_response(StatusCode::OK, &bundle))
 }

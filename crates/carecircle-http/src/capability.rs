@@ -45,7 +45,11 @@ pub fn capability_statement(base_url: &str) -> Value {
                 "searchParam": search_params,
             });
             if resource_type == "Patient" {
-                resource["operation"] = json!([{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]);
+                resource["operation"] = json!([
+                    {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+                    {"name": "care-team", "definition": format!("{base_url}/OperationDefinition/Patient-care-team"),
+                     "documentation": "Who else is working with this person: one CareTeam from the explicit CareTeams and partner lists the caller may see"}
+                ]);
             }
             if resource_type == "Organization" {
                 resource["operation"] = json!([{

@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use carecircle_auth::Interaction;
 use carecircle_fhir::search::{Handling, SearchQuery, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use carecircle_fhir::{Issue, IssueType};
-use carecircle_record::{custodian_reference, parse_query_string, Caller, Created, Principal, RequestMeta, Session};
+use carecircle_record::{
+    custodian_reference, parse_query_string, Caller, Created, Principal, RequestMeta, Session, CHANGE_REASON_HEADER,
+};
 use carecircle_store::{HistoryQuery, WriteEffect};
 
 use crate::auth::require_scope;
@@ -47,7 +49,7 @@ fn caller(headers: &HeaderMap, state: &AppState, principal: &Principal) -> Resul
 }
 
 /// The principal's session, with what the audit trail records about the request.
-fn session<'a>(
+pub(crate) fn session<'a>(
     state: &'a AppState,
     principal: &'a Principal,
     headers: &HeaderMap,
@@ -140,8 +142,10 @@ pub async fn update(
     require_scope(&principal, Some(&resource_type), Interaction::Update)?;
     let caller = caller(&headers, &state, &principal)?;
     let expected = if_match(&headers)?;
-    let outcome =
-        session(&state, &principal, &headers, None)?.update(&caller, &resource_type, &id, body, expected).await?;
+    let change_reason = headers.get(CHANGE_REASON_HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let outcome = session(&state, &principal, &headers, None)?
+        .update_coordinated(&caller, &resource_type, &id, body, expected, change_reason.as_deref())
+        .await?;
     let status = if outcome.effect == WriteEffect::Created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(resource_response(status, &outcome.stored, &state.config.base_url, true, return_preference(&headers)))
 }
@@ -360,6 +364,7 @@ pub async fn instance_operation(
             Ok(fhir_response(StatusCode::OK, &bundle))
         }
         (_, "$explain") => crate::explain::explain(&state, &principal, &resource_type, &id, &params).await,
+        ("Patient", "$care-team") => crate::care_team::care_team(&state, &principal, &headers, &id, &params).await,
         ("Patient", "$access-log") => crate::audit::access_log(&state, &principal, &id, &raw).await,
         ("Organization", "$custodian-export") => custodian_export(&state, &principal, &headers, &id).await,
         _ => Err(ApiError::new(

@@ -3,8 +3,10 @@
 
 pub mod audit;
 pub mod auth;
+pub mod break_glass_review;
 mod bundles;
 mod capability;
+mod care_team;
 pub mod error;
 mod explain;
 pub mod fhir_json;
@@ -70,6 +72,8 @@ pub fn router(record: Record, config: HttpConfig, auth: Arc<auth::AuthConfig>) -
         .route("/audit/consistency", get(audit::consistency))
         .route("/audit/unusual-access", get(audit::unusual_access))
         .route("/audit/break-glass", get(audit::break_glass))
+        .route("/audit/break-glass/queue", get(break_glass_review::queue))
+        .route("/audit/break-glass/{seq}/review", axum::routing::post(break_glass_review::review))
         .route("/metadata", get(interactions::metadata))
         .route("/healthz", get(observability::healthz))
         .route("/metrics", get(observability::metrics))

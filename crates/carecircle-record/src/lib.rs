@@ -29,7 +29,8 @@ pub use policy::{PolicyAccess, NATIONAL_OPT_OUT_EXTENSION};
 pub use prepare::{custodian_reference, validate_incoming};
 pub use principal::{Principal, PrincipalKind, DEFAULT_PURPOSE};
 pub use session::{
-    person_of, AccessAction, AccessControl, Candidate, Guard, Guarded, RequestMeta, Session, Verdict, COUNT_LIMIT,
+    person_of, AccessAction, AccessControl, Candidate, Guard, Guarded, RequestMeta, Session, SharedRecordRule, Verdict,
+    CHANGE_REASON_HEADER, COUNT_LIMIT,
 };
 
 /// Who is writing: the partner organisation that becomes the custodian of what it writes.

@@ -343,7 +343,7 @@ fn today_text() -> String {
 /// Whether a Task is a closed-loop referral between partners (Gravity pattern): it fulfils a
 /// `ServiceRequest`, is requested by one organisation and owned by another. Other Tasks
 /// (including a practitioner's own worklist items) are ordinary records.
-fn is_referral(task: &Value) -> bool {
+pub(crate) fn is_referral(task: &Value) -> bool {
     let organisation =
         |pointer: &str| task.pointer(pointer).and_then(Value::as_str).is_some_and(|r| r.starts_with("Organization/"));
     task.pointer("/focus/reference").and_then(Value::as_str).is_some_and(|r| r.starts_with("ServiceRequest/"))
@@ -455,6 +455,12 @@ impl AccessControl for PolicyAccess {
         if resource_type == "Task" {
             return self.check_referral(principal, old, new);
         }
+        if resource_type == "Flag" {
+            // Risk flags feed alerts and situations: their codes, status and period must hold.
+            return carecircle_care::parse_flag(new).map(|_| ()).map_err(|problems| {
+                RecordError::Invalid(problems.iter().map(carecircle_care::Problem::to_issue).collect())
+            });
+        }
         if resource_type != "Contract" || !(claims_profile(new) || old.is_some_and(claims_profile)) {
             return Ok(());
         }
@@ -475,6 +481,10 @@ impl AccessControl for PolicyAccess {
                     .collect(),
             )
         })
+    }
+
+    fn org_directory(&self) -> Arc<carecircle_care::OrgDirectory> {
+        self.directory.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     async fn after_write(&self, resource_type: &str, resource: Option<&Value>) {

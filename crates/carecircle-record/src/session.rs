@@ -21,6 +21,10 @@ use serde_json::Value;
 
 use crate::{Caller, Created, Principal, PrincipalKind, Record, RecordError, SearchResult};
 
+mod coordination;
+mod governance;
+pub use coordination::{SharedRecordRule, CHANGE_REASON_HEADER};
+
 /// What a principal wants to do with a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccessAction {
@@ -100,6 +104,12 @@ pub trait AccessControl: Send + Sync {
         Ok(())
     }
 
+    /// The partnership's organisations as the care-coordination rules need them (teams act for
+    /// their partner). Without a directory every organisation is only itself.
+    fn org_directory(&self) -> Arc<carecircle_care::OrgDirectory> {
+        Arc::new(carecircle_care::OrgDirectory::new())
+    }
+
     /// Called after any write, so cached facts (agreements, consents, care teams) that the
     /// write changes are dropped before the next decision.
     async fn after_write(&self, _resource_type: &str, _resource: Option<&Value>) {}
@@ -139,7 +149,7 @@ pub fn person_of(resource_type: &str, id: &str, resource: &Value) -> Option<Stri
     if resource_type == "Patient" {
         return Some(id.to_string());
     }
-    for field in ["subject", "patient", "beneficiary", "individual", "who", "owner"] {
+    for field in ["subject", "patient", "for", "beneficiary", "individual", "who", "owner"] {
         let reference = match resource.get(field) {
             Some(Value::Array(items)) => items.first().and_then(|i| i.get("reference")),
             Some(item) => item.get("reference"),

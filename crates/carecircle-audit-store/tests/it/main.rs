@@ -40,6 +40,7 @@ both_backends!(
     inclusion_and_consistency_proofs_verify_against_checkpoints,
     the_person_sees_their_access_log_newest_first,
     governance_sees_unusual_access_and_break_glass,
+    break_glass_uses_are_reviewed_once_and_the_review_is_kept,
     a_reopened_log_continues_where_it_stopped,
     an_idle_log_signs_a_checkpoint_after_the_interval,
 );

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use carecircle_audit::merkle::{leaf_hash, verify_consistency, verify_inclusion};
 use carecircle_audit::{AgentKind, AuditAction, AuditAgent, AuditEntity, AuditOutcome, AuditRecord, LogSigner, Tamper};
-use carecircle_audit_store::{open_checkpoint, AuditLog, AuditLogConfig, Period};
+use carecircle_audit_store::{
+    open_checkpoint, AuditLog, AuditLogConfig, BreakGlassReview, Period, ReviewFilter, ReviewOutcome,
+};
 
 use crate::fixture::Fixture;
 
@@ -334,4 +336,52 @@ pub async fn an_idle_log_signs_a_checkpoint_after_the_interval(fixture: &Fixture
         tokio::time::sleep(Duration::from_millis(100)).await;
         waited += 1;
     }
+}
+
+pub async fn break_glass_uses_are_reviewed_once_and_the_review_is_kept(fixture: &Fixture) {
+    let log = start(fixture, 1000);
+    // Entries 0..6: reads, with break-glass uses at 2 and 4 (the access record and the use).
+    let records: Vec<AuditRecord> = (0..6u64)
+        .map(|i| {
+            let mut r = record(i, "medic-1", Some("q"));
+            if i == 2 || i == 4 {
+                r.action = AuditAction::BreakGlass;
+                r.break_glass = true;
+                r.break_glass_reason = Some("collapsed in the street".into());
+            }
+            r
+        })
+        .collect();
+    log.append(records).await.expect("append");
+    let store = log.store();
+    let pending = store.break_glass_queue(ReviewFilter::Pending, None, 10).await.expect("queue");
+    assert_eq!(pending.iter().map(|q| q.entry.seq).collect::<Vec<_>>(), vec![4, 2]);
+    assert!(pending.iter().all(|q| q.review.is_none()));
+
+    let review = BreakGlassReview {
+        entry_seq: 4,
+        outcome: ReviewOutcome::NotJustified,
+        note: "no emergency recorded".into(),
+        reviewer: "Practitioner/ig-lead".into(),
+        organisation: Some("Organization/hospital".into()),
+        reviewed_ms: T0 + 100,
+        review_seq: 6,
+    };
+    assert!(store.record_break_glass_review(&review).await.expect("record"));
+    let second = BreakGlassReview { outcome: ReviewOutcome::Justified, ..review.clone() };
+    assert!(!store.record_break_glass_review(&second).await.expect("second"), "a use has one review");
+
+    // Kept across a restart, unchanged, and the queue follows it.
+    let reopened = fixture.reopen().await;
+    assert_eq!(reopened.break_glass_reviews(&[2, 4]).await.expect("reviews"), vec![review.clone()]);
+    let pending = reopened.break_glass_queue(ReviewFilter::Pending, None, 10).await.expect("pending");
+    assert_eq!(pending.iter().map(|q| q.entry.seq).collect::<Vec<_>>(), vec![2]);
+    let reviewed = reopened.break_glass_queue(ReviewFilter::Reviewed, None, 10).await.expect("reviewed");
+    assert_eq!(reviewed.len(), 1);
+    assert_eq!(reviewed[0].review.as_ref(), Some(&review));
+    let page = reopened.break_glass_queue(ReviewFilter::All, Some(4), 10).await.expect("page");
+    assert_eq!(page.iter().map(|q| q.entry.seq).collect::<Vec<_>>(), vec![2], "paged before entry 4");
+    // A review cannot be rewritten or removed.
+    assert!(fixture.exec("UPDATE break_glass_reviews SET outcome = 'justified'").await.is_err());
+    assert!(fixture.exec("DELETE FROM break_glass_reviews").await.is_err());
 }

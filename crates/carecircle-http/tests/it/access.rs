@@ -22,7 +22,7 @@ const CLINICAL: [&str; 7] = ["Patient", "Condition", "Observation", "Encounter",
 /// Patient, Flags and crisis plans; housing has no agreement. Joe's record at the hospital,
 /// with a condition, a mental-health-labelled observation, a flag and a crisis plan, and a care
 /// team of the first GP, the police and housing.
-async fn partnership() -> TestApp {
+pub(crate) async fn partnership() -> TestApp {
     let app = TestApp::new().await;
     for (id, sector) in [
         ("hospital", "acute"),
@@ -108,7 +108,7 @@ async fn partnership() -> TestApp {
     app
 }
 
-fn user(app: &TestApp, id: &str) -> String {
+pub(crate) fn user(app: &TestApp, id: &str) -> String {
     TestApp::bearer(&app.token(TokenRequest {
         subject: format!("Practitioner/{id}"),
         fhir_user: Some(format!("Practitioner/{id}")),
@@ -118,7 +118,7 @@ fn user(app: &TestApp, id: &str) -> String {
     }))
 }
 
-async fn get_as(app: &TestApp, bearer: &str, uri: &str) -> TestResponse {
+pub(crate) async fn get_as(app: &TestApp, bearer: &str, uri: &str) -> TestResponse {
     app.request(Method::GET, uri, &[("authorization", bearer)], None).await
 }
 

@@ -4,7 +4,9 @@
 mod access;
 mod auth;
 mod bad_input;
+mod break_glass_review;
 mod bundles;
+mod coordination;
 mod examples;
 mod identity;
 mod interactions;
