@@ -539,6 +539,27 @@ impl Session<'_> {
                 .await?;
                 return Err(Session::refused(&verdict, &format!("{resource_type}/{id}")));
             }
+            // Reading a record is not holding it: an update by anyone but its custodian is decided
+            // as a change to the custodian's record (which the policies refuse to other partners),
+            // never as a write of the caller's own data that would take the record over.
+            if let Some(holder) = existing.custodian.as_deref().filter(|holder| *holder != caller.custodian) {
+                let old = existing.json().unwrap_or(Value::Null);
+                let candidate = Candidate { resource_type, id, custodian: Some(holder), resource: &old };
+                let verdict =
+                    self.guard.access.decide(self.principal, AccessAction::Update, &[candidate]).await?.remove(0);
+                if !verdict.permit {
+                    let person = person_of(resource_type, id, &old);
+                    self.audit_write(
+                        AuditAction::Update,
+                        &verdict,
+                        entity_of(resource_type, id, Some(existing.version)),
+                        person,
+                        false,
+                    )
+                    .await?;
+                    return Err(Session::refused(&verdict, &format!("{resource_type}/{id}")));
+                }
+            }
         }
         let verdict = self.decide_write(AccessAction::Update, caller, resource_type, id, &body).await?;
         let person = person_of(resource_type, id, &body);

@@ -181,6 +181,32 @@ async fn agreements_decide_what_each_partner_sees() {
 }
 
 #[tokio::test]
+async fn a_partner_that_may_read_a_record_cannot_take_it_over_by_updating_it() {
+    let app = partnership().await;
+    let gp = user(&app, "gp-user");
+    let condition = get_as(&app, &gp, "/Condition/c1").await;
+    assert_eq!(condition.status, StatusCode::OK, "the GP may read the hospital's record");
+    let mut changed = condition.body.clone();
+    changed["code"] = json!({"text": "rewritten by the GP"});
+    let attempt =
+        app.request(Method::PUT, "/Condition/c1", &[("authorization", gp.as_str())], Some(changed.to_string())).await;
+    assert_outcome(&attempt, StatusCode::FORBIDDEN, None, "not permitted");
+    // Nothing changed: still the hospital's, still version 1.
+    let hospital = TestApp::bearer(&app.token(TestApp::system_request(HOSPITAL)));
+    let stored = get_as(&app, &hospital, "/Condition/c1").await;
+    assert_eq!(stored.body["meta"]["source"], HOSPITAL);
+    assert_eq!(stored.body["meta"]["versionId"], "1");
+    assert_eq!(stored.body["code"]["text"], "asthma");
+    // The custodian itself still maintains it.
+    let mut fixed = stored.body.clone();
+    fixed["code"] = json!({"text": "asthma, well controlled"});
+    let own = app
+        .request(Method::PUT, "/Condition/c1", &[("authorization", hospital.as_str())], Some(fixed.to_string()))
+        .await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text);
+}
+
+#[tokio::test]
 async fn search_and_everything_are_filtered_entry_by_entry() {
     let app = partnership().await;
     let police = user(&app, "police-user");
