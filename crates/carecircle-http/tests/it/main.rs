@@ -9,6 +9,7 @@ mod examples;
 mod identity;
 mod interactions;
 mod search;
+mod subscriptions;
 
 use std::sync::Arc;
 
