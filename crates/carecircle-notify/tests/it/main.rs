@@ -71,18 +71,21 @@ impl AccessControl for GrantAccess {
     }
 }
 
+/// What the receiver kept: each request's Authorization header and body.
+pub type Received = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+
 /// A rest-hook receiver on a loopback port: keeps what it is sent and answers 500 to the first
 /// `fail_first` requests.
 #[derive(Clone)]
 pub struct Receiver {
     pub url: String,
-    pub received: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    pub received: Received,
     pub fail_first: Arc<AtomicUsize>,
 }
 
 impl Receiver {
     pub async fn start(fail_first: usize) -> Receiver {
-        let received: Arc<Mutex<Vec<(Option<String>, Value)>>> = Arc::default();
+        let received: Received = Arc::default();
         let fail = Arc::new(AtomicUsize::new(fail_first));
         let (kept, failing) = (received.clone(), fail.clone());
         let app = axum::Router::new().route(
