@@ -99,7 +99,7 @@ fn status_bundle(base_url: &str, id: &str, topic: &str, status: &str, events: u6
         "type": "searchset",
         "total": 1,
         "entry": [{
-            "fullUrl": format!("urn:uuid:{}", uuid_like(id, events)),
+            "fullUrl": format!("urn:uuid:{}", carecircle_record::new_id()),
             "resource": {
                 "resourceType": "Parameters",
                 "meta": {"profile": [codes::BACKPORT_STATUS_PROFILE]},
@@ -114,11 +114,6 @@ fn status_bundle(base_url: &str, id: &str, topic: &str, status: &str, events: u6
             "search": {"mode": "match"}
         }]
     })
-}
-
-/// A deterministic urn for the status entry (no randomness needed: it names a view).
-fn uuid_like(id: &str, events: u64) -> String {
-    format!("{id}-status-{events}")
 }
 
 /// `GET /Subscription/{id}/$status`: the subscription's status and event count, if the caller
