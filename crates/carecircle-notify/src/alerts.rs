@@ -291,11 +291,20 @@ impl Notifier {
         Ok(out)
     }
 
-    async fn directory(&self) -> Result<OrgDirectory, RecordError> {
+    /// The partner directory (every stored Organization), cached for a minute at most.
+    async fn directory(&self) -> Result<std::sync::Arc<OrgDirectory>, RecordError> {
+        if let Some((loaded, cached)) = self.inner.directory.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            if loaded.elapsed() < std::time::Duration::from_secs(60) {
+                return Ok(cached);
+            }
+        }
         let params = vec![("_count".to_string(), "1000".to_string())];
         let found = self.inner.record.search(Some("Organization"), &params, Handling::Strict).await?;
         let bodies: Vec<Value> = found.page.entries.iter().filter_map(|s| s.json()).collect();
-        Ok(OrgDirectory::from_organizations(bodies.iter()))
+        let directory = std::sync::Arc::new(OrgDirectory::from_organizations(bodies.iter()));
+        *self.inner.directory.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), directory.clone()));
+        Ok(directory)
     }
 
     /// Applies one input to the stored alert with `dedup_key` and writes the result with

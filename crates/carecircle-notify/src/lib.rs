@@ -75,6 +75,10 @@ pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     pub(crate) live: RwLock<HashMap<String, Arc<subscriptions::Live>>>,
     pub(crate) log: Mutex<VecDeque<DeliveryRecord>>,
+    /// The partner directory for classifying Encounters and when it was loaded: reloaded after a
+    /// minute (another process may have changed it) or when this process sees an Organization
+    /// change.
+    pub(crate) directory: Mutex<Option<(std::time::Instant, Arc<carecircle_care::OrgDirectory>)>>,
 }
 
 impl Notifier {
@@ -95,6 +99,7 @@ impl Notifier {
                 http,
                 live: RwLock::new(HashMap::new()),
                 log: Mutex::new(VecDeque::new()),
+                directory: Mutex::new(None),
             }),
         })
     }
@@ -127,6 +132,9 @@ impl Notifier {
         if event.resource_type == "Subscription" {
             self.on_subscription_change(&event).await;
             return;
+        }
+        if event.resource_type == "Organization" {
+            *self.inner.directory.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
         self.notify(&event).await;
         if event.resource_type == "Encounter" {
