@@ -167,6 +167,12 @@ impl AlertBook {
         AlertBook { policy, alerts: BTreeMap::new() }
     }
 
+    /// A book holding `states` (alerts kept elsewhere, say in the store, between inputs), keyed
+    /// by their alerts' dedup keys.
+    pub fn from_states(policy: AlertPolicy, states: impl IntoIterator<Item = AlertState>) -> AlertBook {
+        AlertBook { policy, alerts: states.into_iter().map(|s| (s.alert.dedup_key.clone(), s)).collect() }
+    }
+
     /// The alert with this key.
     pub fn get(&self, dedup_key: &str) -> Option<&AlertState> {
         self.alerts.get(dedup_key)

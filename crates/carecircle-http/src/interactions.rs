@@ -90,6 +90,7 @@ pub async fn create(
     let preference = return_preference(&headers);
     let base = &state.config.base_url;
     let session = session(&state, &principal, &headers, None)?;
+    let body = crate::subscriptions::admit(&session, &resource_type, body, true).await?;
     Ok(match session.create(&caller, &resource_type, body, condition.as_deref()).await? {
         Created::New(stored) => resource_response(StatusCode::CREATED, &stored, base, true, preference),
         Created::Existing(stored) => resource_response(StatusCode::OK, &stored, base, true, preference),
@@ -143,9 +144,10 @@ pub async fn update(
     let caller = caller(&headers, &state, &principal)?;
     let expected = if_match(&headers)?;
     let change_reason = headers.get(CHANGE_REASON_HEADER).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let outcome = session(&state, &principal, &headers, None)?
-        .update_coordinated(&caller, &resource_type, &id, body, expected, change_reason.as_deref())
-        .await?;
+    let session = session(&state, &principal, &headers, None)?;
+    let body = crate::subscriptions::admit(&session, &resource_type, body, false).await?;
+    let outcome =
+        session.update_coordinated(&caller, &resource_type, &id, body, expected, change_reason.as_deref()).await?;
     let status = if outcome.effect == WriteEffect::Created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(resource_response(status, &outcome.stored, &state.config.base_url, true, return_preference(&headers)))
 }

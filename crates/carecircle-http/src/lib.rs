@@ -13,6 +13,7 @@ pub mod fhir_json;
 pub mod identity;
 mod interactions;
 mod observability;
+pub mod subscriptions;
 
 use std::sync::Arc;
 
@@ -60,7 +61,8 @@ impl FromRef<AppState> for Record {
 
 /// The application router.
 pub fn router(record: Record, config: HttpConfig, auth: Arc<auth::AuthConfig>) -> Router {
-    let capability = Arc::new(capability::capability_statement(&config.base_url));
+    let capability =
+        Arc::new(subscriptions::describe(capability::capability_statement(&config.base_url), &config.base_url));
     let state = AppState { record, config: Arc::new(config), capability, auth, identity: Default::default() };
     Router::new()
         .route("/.well-known/smart-configuration", get(auth::smart_configuration))
@@ -81,6 +83,9 @@ pub fn router(record: Record, config: HttpConfig, auth: Arc<auth::AuthConfig>) -
         .route("/_history", get(interactions::history_system))
         .route("/Patient/$match", axum::routing::post(identity::patient_match))
         .route("/Patient/$ihe-pix", get(identity::patient_ihe_pix))
+        .route("/Subscription/{id}/$status", get(subscriptions::status))
+        .route("/Subscription/{id}/$events", get(subscriptions::events))
+        .route("/Communication/{id}/$acknowledge", axum::routing::post(subscriptions::acknowledge))
         .route("/{resource_type}", get(interactions::search_type).post(interactions::create))
         .route("/{resource_type}/_search", axum::routing::post(interactions::search_type_post))
         .route("/{resource_type}/_history", get(interactions::history_type))

@@ -5,6 +5,7 @@
 
 mod bundle;
 mod error;
+mod events;
 mod identity;
 mod policy;
 mod prepare;
@@ -20,6 +21,7 @@ use serde_json::Value;
 
 pub use bundle::BundleKind;
 pub use error::RecordError;
+pub use events::{ChangeEvent, ChangeInteraction, EventBus, PublishingStore};
 pub use identity::{
     default_model, linkage_id, patient_record, MatchGrade, PatientMatch, PersonIndex, KEY_WORKER_EXTENSION,
     MIN_TRAINING_RECORDS, NHS_NUMBER_SYSTEM, NHS_NUMBER_VERIFICATION_EXTENSION, NHS_NUMBER_VERIFIED_CODE,

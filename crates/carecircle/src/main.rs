@@ -77,6 +77,13 @@ struct ServeArgs {
     /// (MSH-4), an Organization identifier in urn:carecircle:hl7v2:facility.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:2575")]
     mllp: Option<SocketAddr>,
+    /// Minutes an alerted contact has to acknowledge a care-plan alert before it escalates to the
+    /// next contact the plan names (a plan's own `acknowledge-within` overrides it).
+    #[arg(long, default_value_t = 30)]
+    alert_ack_minutes: i64,
+    /// Hours within which repeats of the same event alert are merged instead of re-sent.
+    #[arg(long, default_value_t = 24)]
+    alert_merge_hours: i64,
 }
 
 #[derive(Subcommand)]
@@ -193,8 +200,17 @@ async fn serve(
         args.base_url.clone().unwrap_or_else(|| format!("http://{}", args.listen)).trim_end_matches('/').to_string();
     carecircle_http::init_metrics();
     let origin = guard::audit_origin(&base_url)?;
+    // Every committed write is announced on the event bus; the notifier turns changes into
+    // subscription notifications and care-plan alerts.
+    let (bus, events) = carecircle_notify::InProcessBus::new();
+    let store: Arc<dyn Store> = Arc::new(carecircle_record::PublishingStore::new(store, Arc::new(bus)));
     let record =
         guard::guarded_record(store, storage, key_dir, &origin, args.consent_scheme, &default_custodian).await?;
+    let mut notify_config = carecircle_notify::NotifyConfig::new(base_url.clone(), default_custodian.clone());
+    notify_config.alerts.acknowledge_within = time::Duration::minutes(args.alert_ack_minutes.max(1));
+    notify_config.alerts.merge_window = time::Duration::hours(args.alert_merge_hours.max(0));
+    let notifier = carecircle_notify::Notifier::new(record.clone(), notify_config).map_err(anyhow::Error::msg)?;
+    let _notify_task = notifier.start(events).await.map_err(anyhow::Error::msg)?;
     let config = HttpConfig {
         base_url: base_url.clone(),
         max_body_bytes: args.max_body_bytes,
@@ -225,7 +241,7 @@ async fn serve(
         }
         None => None,
     };
-    let app = router(record, config, auth);
+    let app = router(record, config, auth).layer(axum::Extension(notifier));
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     println!("carecircle FHIR R4 API at {base_url}  (CapabilityStatement: {base_url}/metadata)");

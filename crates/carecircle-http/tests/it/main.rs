@@ -11,6 +11,7 @@ mod examples;
 mod identity;
 mod interactions;
 mod search;
+mod subscriptions;
 
 use std::sync::Arc;
 
