@@ -10,7 +10,9 @@ mod explain;
 pub mod fhir_json;
 pub mod identity;
 mod interactions;
+mod lists;
 mod observability;
+mod review;
 
 use std::sync::Arc;
 
@@ -77,6 +79,8 @@ pub fn router(record: Record, config: HttpConfig, auth: Arc<auth::AuthConfig>) -
         .route("/_history", get(interactions::history_system))
         .route("/Patient/$match", axum::routing::post(identity::patient_match))
         .route("/Patient/$ihe-pix", get(identity::patient_ihe_pix))
+        .route("/Patient/$match-review", get(review::queue).post(review::decide))
+        .route("/Organization/{id}/$upload-list", axum::routing::post(lists::upload))
         .route("/{resource_type}", get(interactions::search_type).post(interactions::create))
         .route("/{resource_type}/_search", axum::routing::post(interactions::search_type_post))
         .route("/{resource_type}/_history", get(interactions::history_type))

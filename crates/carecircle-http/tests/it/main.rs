@@ -8,6 +8,7 @@ mod bundles;
 mod examples;
 mod identity;
 mod interactions;
+mod lists;
 mod search;
 
 use std::sync::Arc;
