@@ -9,6 +9,7 @@ mod examples;
 mod identity;
 mod interactions;
 mod lists;
+mod pdqm;
 mod search;
 
 use std::sync::Arc;
