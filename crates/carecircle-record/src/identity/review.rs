@@ -348,3 +348,85 @@ impl PersonIndex {
         Ok(ReviewOutcome { task_id, persons })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use carecircle_store::Store;
+    use carecircle_store_sqlite::SqliteStore;
+
+    use super::*;
+    use crate::Caller;
+
+    fn joe(id: &str, given: &str, postcode: &str) -> Value {
+        json!({"resourceType": "Patient", "id": id, "name": [{"family": "Bloggs", "given": [given]}],
+               "birthDate": "1971-03-14", "gender": "male", "address": [{"postalCode": postcode}]})
+    }
+
+    #[tokio::test]
+    async fn keeping_apart_splits_a_person_and_the_larger_part_keeps_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_dir(dir.path()).unwrap();
+        store.migrate().await.unwrap();
+        let record = Record::new(Arc::new(store));
+        let partnership = Caller { custodian: "Organization/partnership".into() };
+        let index = PersonIndex::load(&record, partnership).await.unwrap();
+        let mut person = String::new();
+        for (custodian, id, given) in [("gp", "a", "Joe"), ("hospital", "b", "Joseph"), ("housing", "c", "Joe")] {
+            let caller = Caller { custodian: format!("Organization/{custodian}") };
+            let stored = record.update(&caller, "Patient", id, joe(id, given, "LS1 4AP"), None).await.unwrap().stored;
+            person = index.patient_written(&record, &stored).await.unwrap();
+        }
+        assert_eq!(index.patients_of_person(&person), ["a", "b", "c"]);
+
+        // b is not Joe: a and c (the larger part) keep the person, b gets a new one.
+        let outcome = index.decide(&record, "c", "b", ReviewDecision::KeepApart, "admin").await.unwrap();
+        assert_eq!(outcome.persons[0], person);
+        assert_ne!(outcome.persons[1], person);
+        assert_eq!(index.patients_of_person(&person), ["a", "c"]);
+        assert_eq!(index.patients_of_person(&outcome.persons[1]), ["b"]);
+        let task = record.read("Task", &outcome.task_id).await.unwrap().json().unwrap();
+        assert_eq!(review_decision(&task), Some(ReviewDecision::KeepApart));
+        assert_eq!(review_pair(&task), Some(("c".to_string(), "b".to_string())));
+
+        // b written again is not pulled back into a and c's person.
+        let stored = record.read("Patient", "b").await.unwrap();
+        let again = record
+            .update(
+                &Caller { custodian: "Organization/hospital".into() },
+                "Patient",
+                "b",
+                joe("b", "Joseph", "LS1 4AP")
+                    .as_object()
+                    .map(|o| {
+                        let mut o = o.clone();
+                        o.insert("active".into(), json!(true));
+                        Value::Object(o)
+                    })
+                    .unwrap(),
+                Some(stored.version),
+            )
+            .await
+            .unwrap();
+        assert_ne!(index.patient_written(&record, &again.stored).await.unwrap(), person);
+
+        // Linking them again merges b back into the larger person.
+        let linked = index.decide(&record, "a", "b", ReviewDecision::Link, "admin").await.unwrap();
+        assert_eq!(linked.persons, [person.clone(), person.clone()]);
+        assert_eq!(index.patients_of_person(&person), ["a", "b", "c"]);
+        assert!(index.decide(&record, "a", "a", ReviewDecision::Link, "admin").await.is_err());
+        assert!(matches!(
+            index.decide(&record, "a", "nobody", ReviewDecision::Link, "admin").await,
+            Err(RecordError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn review_task_ids_ignore_the_order_of_the_pair() {
+        assert_eq!(review_task_id("a", "b"), review_task_id("b", "a"));
+        assert_ne!(review_task_id("a", "b"), review_task_id("a", "c"));
+        assert_ne!(review_task_id("ab", "c"), review_task_id("a", "bc"));
+        assert!(crate::lists::list_resource_id("x", "y").len() <= 64);
+    }
+}
