@@ -361,6 +361,7 @@ pub async fn instance_operation(
         }
         (_, "$explain") => crate::explain::explain(&state, &principal, &resource_type, &id, &params).await,
         ("Patient", "$access-log") => crate::audit::access_log(&state, &principal, &id, &raw).await,
+        ("Patient", "$care-team") => crate::care_team::care_team(&state, &principal, &headers, &id).await,
         ("Organization", "$custodian-export") => custodian_export(&state, &principal, &headers, &id).await,
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,

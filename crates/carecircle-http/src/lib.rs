@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 mod bundles;
 mod capability;
+mod care_team;
 pub mod error;
 mod explain;
 pub mod fhir_json;

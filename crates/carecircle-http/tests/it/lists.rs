@@ -168,6 +168,10 @@ async fn two_lists_become_patients_linked_into_one_person() {
     assert_eq!(pix.status, StatusCode::OK, "{}", pix.text);
     assert_eq!(pix_values(&pix, "targetId"), ["Patient/housing-T-5"], "the GP's Joe is withheld: {}", pix.text);
 
+    // Housing may not see the GP's Joe, nor his care team.
+    let hidden = get_as(&app, &housing_bearer, "/Patient/gp-G1/$care-team").await;
+    assert_eq!(hidden.status, StatusCode::FORBIDDEN, "{}", hidden.text);
+
     // Once the two share Joe's care under an agreement, each sees the other's record of him.
     share_joes_care(&app).await;
     let pix = get_as(
@@ -189,6 +193,18 @@ async fn two_lists_become_patients_linked_into_one_person() {
         matched.body["entry"].as_array().unwrap().iter().filter_map(|e| e["resource"]["id"].as_str()).collect();
     ids.sort();
     assert_eq!(ids, ["gp-G1", "housing-T-5"], "{}", matched.text);
+
+    // The care team the GP sees for its Joe joins both partners' list entries (key worker,
+    // service, contact) and the explicit CareTeams of every record of the person.
+    let team = get_as(&app, &gp_bearer, "/Patient/gp-G1/$care-team").await;
+    assert_eq!(team.status, StatusCode::OK, "{}", team.text);
+    assert_eq!(team.body["resourceType"], "CareTeam");
+    assert_eq!(team.body["subject"]["reference"], "Patient/gp-G1");
+    let members: Vec<&str> =
+        team.body["participant"].as_array().unwrap().iter().filter_map(|p| p["member"]["display"].as_str()).collect();
+    assert!(members.contains(&"Sam Key (Tenancy sustainment)"), "{}", team.text);
+    assert!(members.contains(&"Dr Patel (General practice)"), "{}", team.text);
+    assert!(team.text.contains("sam@housing.example"), "{}", team.text);
 }
 
 fn match_joseph() -> String {
@@ -227,7 +243,7 @@ async fn share_joes_care(app: &TestApp) {
         &["gp", "housing"],
         "2024-01-01",
         None,
-        vec![ClauseSpec::new("treat", Purpose::Treat, &["gp", "housing"], &["Patient"])],
+        vec![ClauseSpec::new("treat", Purpose::Treat, &["gp", "housing"], &["Patient", "EpisodeOfCare", "CareTeam"])],
     )
     .to_contract();
     app.seed(PARTNERSHIP, agreement).await;
