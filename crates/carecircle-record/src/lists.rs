@@ -14,7 +14,7 @@ use carecircle_care::PartnerListEntry;
 use carecircle_fhir::search::{parse_search, Handling, MAX_PAGE_SIZE};
 use carecircle_fhir::{Issue, IssueType};
 use carecircle_link::{read_column, read_records, Mapping, Progress, RowIssue, SourceRecord};
-use carecircle_store::{StoredResource, WriteEffect};
+use carecircle_store::StoredResource;
 use serde_json::{json, Map, Value};
 
 use crate::identity::{KEY_WORKER_EXTENSION, NHS_NUMBER_SYSTEM, NHS_NUMBER_VERIFICATION_EXTENSION};
@@ -72,7 +72,6 @@ impl ListWriter<'_, '_> {
             ListWriter::Guarded(session) => session.update(caller, resource_type, id, body, None).await?,
             ListWriter::Offline => record.update(caller, resource_type, id, body, None).await?,
         };
-        debug_assert!(outcome.effect != WriteEffect::Deleted);
         Ok(outcome.stored)
     }
 }
@@ -162,8 +161,11 @@ fn set_or_remove(object: &mut Map<String, Value>, key: &str, value: Option<Value
 /// The Patient of a list row: the existing Patient (if any) with the fields a list carries
 /// replaced by the row's values; identifiers in other systems are kept.
 pub fn patient_of_row(existing: Option<&Value>, id: &str, partner: &str, row: &SourceRecord) -> Value {
-    let mut patient = existing.map(without_meta).unwrap_or_else(|| json!({}));
-    let object = patient.as_object_mut().expect("a Patient body is a JSON object");
+    let mut patient = match existing.map(without_meta) {
+        Some(Value::Object(object)) => object,
+        _ => Map::new(),
+    };
+    let object = &mut patient;
     object.insert("resourceType".into(), json!("Patient"));
     object.insert("id".into(), json!(id));
     let system = local_id_system(partner);
@@ -228,7 +230,7 @@ pub fn patient_of_row(existing: Option<&Value>, id: &str, partner: &str, row: &S
     }
     set_or_remove(object, "address", (!address.is_empty()).then(|| json!([address])));
     set_or_remove(object, "telecom", row.phone.as_ref().map(|phone| json!([{"system": "phone", "value": phone}])));
-    patient
+    Value::Object(patient)
 }
 
 /// The list-membership `EpisodeOfCare` of a row: active, for the partner's Patient, with the
@@ -281,12 +283,14 @@ pub fn episode_of_row(
 /// The care-team input ([`PartnerListEntry`]) of a list-membership `EpisodeOfCare`; `None`
 /// for other episodes. A contact with an `@` is the email, anything else the phone.
 pub fn list_entry_of_episode(episode: &Value) -> Option<PartnerListEntry> {
-    let system = episode
+    let is_list_episode = episode
         .get("identifier")
         .and_then(Value::as_array)?
         .iter()
-        .find_map(|i| i.get("system").and_then(Value::as_str).filter(|s| s.starts_with(LOCAL_ID_SYSTEM_BASE)))?;
-    let _ = system;
+        .any(|i| i.get("system").and_then(Value::as_str).is_some_and(|s| s.starts_with(LOCAL_ID_SYSTEM_BASE)));
+    if !is_list_episode {
+        return None;
+    }
     let organisation = episode.pointer("/managingOrganization/reference").and_then(Value::as_str)?;
     let key_worker_part = |part: &str| {
         episode
@@ -308,7 +312,7 @@ pub fn list_entry_of_episode(episode: &Value) -> Option<PartnerListEntry> {
         other => (None, other),
     };
     let date = |pointer: &str| {
-        episode.pointer(pointer).and_then(Value::as_str).and_then(|d| carecircle_care::model::parse_fhir_date(d))
+        episode.pointer(pointer).and_then(Value::as_str).and_then(carecircle_care::model::parse_fhir_date)
     };
     Some(PartnerListEntry {
         organisation: OrgId::new(bare_org(organisation)),
