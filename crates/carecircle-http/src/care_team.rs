@@ -1,37 +1,53 @@
 //! "Who else is working with this person?": `GET /Patient/{id}/$care-team` answers with one
-//! `CareTeam` built by `carecircle_care::build_care_team` from the explicit `CareTeam`s about
-//! the person and the partners' list entries, everything read through the principal's guarded
-//! session (so filtered by the access decision and audited).
+//! `CareTeam` built by `carecircle_care::build_care_team` from the partners' list-membership
+//! `EpisodeOfCare`s (key worker, service, contact, since when) and the explicit `CareTeam`s of
+//! every Patient the person index links to this one. Everything is read through the principal's
+//! guarded session, so what the access decision withholds is left out (a `note` says that some
+//! was withheld, without revealing it) and every read is audited.
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use carecircle_care::PartnerListEntry;
-use carecircle_fhir::search::Handling;
+use carecircle_fhir::search::{Handling, MAX_PAGE_SIZE};
 use carecircle_fhir::{Issue, IssueType};
-use carecircle_record::{Principal, RecordError, Session};
+use carecircle_record::lists::list_entry_of_episode;
+use carecircle_record::{Principal, Session};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::fhir_json::fhir_response;
 use crate::AppState;
 
-/// The most explicit `CareTeam`s about one person read for the view.
-const MAX_CARE_TEAMS: usize = 1000;
-
-/// The partners' list entries for the person (key worker, service, contact, since when), as
-/// far as the principal may see them.
-///
-/// Partner list import is not part of this server yet, so there is no source to read and this
-/// returns no entries: the care team is built from explicit `CareTeam`s alone. When list import
-/// lands, this is the one place that reads its entries (through `session`, so they are filtered
-/// and audited like any other read).
-async fn partner_list_entries(_session: &Session<'_>, _patient_id: &str) -> Result<Vec<PartnerListEntry>, RecordError> {
-    Ok(Vec::new())
+/// Every `resource_type` whose `param` is `Patient/{patient_id}` that the session may see, and
+/// how many were withheld.
+async fn search_all(
+    session: &Session<'_>,
+    resource_type: &str,
+    param: &str,
+    patient_id: &str,
+) -> Result<(Vec<Value>, usize), ApiError> {
+    let mut found = Vec::new();
+    let mut withheld = 0;
+    let mut offset = 0;
+    loop {
+        let params = vec![
+            (param.to_string(), format!("Patient/{patient_id}")),
+            ("_count".to_string(), MAX_PAGE_SIZE.to_string()),
+            ("_offset".to_string(), offset.to_string()),
+        ];
+        let result = session.search(Some(resource_type), &params, Handling::Strict).await?;
+        withheld += result.withheld;
+        let page = result.value.page;
+        let n = page.entries.len();
+        found.extend(page.entries.iter().filter_map(|r| r.json()));
+        if n + result.withheld < MAX_PAGE_SIZE {
+            return Ok((found, withheld));
+        }
+        offset += n + result.withheld;
+    }
 }
 
 /// `GET /Patient/{id}/$care-team`: the person's care team as one `CareTeam` (a view without an
-/// id). The Patient must be visible to the principal; `CareTeam`s the principal may not see are
-/// left out, and a `note` says that some were withheld without revealing them.
+/// id). The Patient must be visible to the principal.
 pub async fn care_team(
     state: &AppState,
     principal: &Principal,
@@ -47,17 +63,31 @@ pub async fn care_team(
     }
     let session = crate::interactions::session(state, principal, headers, Some("$care-team"))?;
     session.read("Patient", patient_id).await?;
+    let index = state.identity.index(state).await?;
+    let mut patient_ids = match index.person_of_patient(patient_id) {
+        Some(person) => index.patients_of_person(&person),
+        None => Vec::new(),
+    };
+    if !patient_ids.iter().any(|id| id == patient_id) {
+        patient_ids.push(patient_id.to_string());
+    }
+    let mut entries = Vec::new();
+    let mut care_teams = Vec::new();
+    let mut withheld = 0;
+    for id in &patient_ids {
+        let (episodes, hidden_episodes) = search_all(&session, "EpisodeOfCare", "patient", id).await?;
+        entries.extend(episodes.iter().filter_map(list_entry_of_episode));
+        let (teams, hidden_teams) = search_all(&session, "CareTeam", "subject", id).await?;
+        care_teams.extend(teams);
+        withheld += hidden_episodes + hidden_teams;
+    }
     let person_ref = format!("Patient/{patient_id}");
-    let query = vec![("subject".to_string(), person_ref.clone()), ("_count".to_string(), MAX_CARE_TEAMS.to_string())];
-    let found = session.search(Some("CareTeam"), &query, Handling::Strict).await?;
-    let care_teams: Vec<Value> = found.value.page.entries.iter().filter_map(|r| r.json()).collect();
-    let list_entries = partner_list_entries(&session, patient_id).await?;
-    let mut team = carecircle_care::build_care_team(&person_ref, &list_entries, &care_teams);
-    if found.withheld > 0 {
+    let mut team = carecircle_care::build_care_team(&person_ref, &entries, &care_teams);
+    if withheld > 0 {
         if let Some(object) = team.as_object_mut() {
             let notes = object.entry("note").or_insert_with(|| json!([]));
             if let Some(notes) = notes.as_array_mut() {
-                notes.push(json!({"text": "Some care teams about this person were withheld by the access decision."}));
+                notes.push(json!({"text": "Some of this person's care teams or list entries were withheld by the access decision."}));
             }
         }
     }

@@ -12,7 +12,9 @@ mod explain;
 pub mod fhir_json;
 pub mod identity;
 mod interactions;
+mod lists;
 mod observability;
+mod review;
 pub mod subscriptions;
 
 use std::sync::Arc;
@@ -86,6 +88,8 @@ pub fn router(record: Record, config: HttpConfig, auth: Arc<auth::AuthConfig>) -
         .route("/Subscription/{id}/$status", get(subscriptions::status))
         .route("/Subscription/{id}/$events", get(subscriptions::events))
         .route("/Communication/{id}/$acknowledge", axum::routing::post(subscriptions::acknowledge))
+        .route("/Patient/$match-review", get(review::queue).post(review::decide))
+        .route("/Organization/{id}/$upload-list", axum::routing::post(lists::upload))
         .route("/{resource_type}", get(interactions::search_type).post(interactions::create))
         .route("/{resource_type}/_search", axum::routing::post(interactions::search_type_post))
         .route("/{resource_type}/_history", get(interactions::history_type))

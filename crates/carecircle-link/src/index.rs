@@ -123,6 +123,28 @@ impl LinkIndex {
         self.slot_of.get(key).and_then(|&slot| self.entries[slot as usize].as_ref()).map(|entry| &entry.person)
     }
 
+    /// The match probability of two records (which need not be indexed), as
+    /// [`LinkIndex::match_record`] scores them: a reviewer's decision or two verified national
+    /// identifiers decide (1 or 0), otherwise the model.
+    pub fn pair_probability(&self, a: &SourceRecord, b: &SourceRecord) -> f64 {
+        match self.decisions.get(&a.key(), &b.key()) {
+            Some(Decision::KeepApart) => return 0.0,
+            Some(Decision::Link) => return 1.0,
+            None => {}
+        }
+        let (features_a, features_b) = (Features::of(a), Features::of(b));
+        match (features_a.national_id_verified, features_b.national_id_verified) {
+            (true, true) if features_a.national_id == features_b.national_id => 1.0,
+            (true, true) => 0.0,
+            _ => self.model.match_probability(&features_a, &features_b),
+        }
+    }
+
+    /// Whether some indexed record belongs to `person`.
+    pub fn has_person(&self, person: &PersonId) -> bool {
+        self.persons.contains_key(person)
+    }
+
     fn block_keys(features: &Features) -> Vec<u64> {
         BlockingRule::ALL.iter().filter_map(|rule| rule.key(features)).collect()
     }

@@ -68,6 +68,8 @@ pub struct Mapping {
     pub key_worker: Option<String>,
     /// Column with the key worker's contact details.
     pub key_worker_contact: Option<String>,
+    /// Column naming the service the person receives (read by list uploads, not compared).
+    pub service: Option<String>,
     /// Field delimiter (default `,`).
     pub delimiter: Option<char>,
 }

@@ -13,13 +13,17 @@ use std::sync::{Mutex, MutexGuard};
 
 use carecircle_fhir::search::{SearchQuery, MAX_PAGE_SIZE};
 use carecircle_link::{
-    link, BirthDate, Grade, LinkIndex, LinkOptions, Model, NoProgress, PersonId, RecordKey, ReviewDecisions, Sex,
+    link, BirthDate, Grade, LinkIndex, LinkOptions, Model, NoProgress, PersonCandidate, PersonId, RecordKey, Sex,
     SourceRecord,
 };
 use carecircle_store::{HistoryQuery, StoredResource};
 use serde_json::{json, Value};
 
 use crate::{Caller, Record, RecordError};
+
+mod review;
+
+pub use review::{review_task_id, ReviewDecision, ReviewOutcome, POSSIBLE_MATCH_CODE, REVIEW_CODE_SYSTEM};
 
 /// The identifier system of the NHS number.
 pub const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
@@ -92,19 +96,28 @@ struct IndexState {
     index: LinkIndex,
     members: BTreeMap<PersonId, BTreeSet<RecordKey>>,
     key_of_patient: HashMap<String, RecordKey>,
+    /// The Patient version each indexed Patient was indexed at, so a version already indexed
+    /// (by its writer) is not matched again by the catch-up.
+    indexed_versions: HashMap<String, i64>,
     /// Patient writes stored at or after this instant (UTC ms) may not be indexed yet.
     synced_from: i64,
 }
 
 impl IndexState {
-    /// Adds or replaces a Patient's record; returns the persons whose membership changed.
-    fn upsert(&mut self, record: &SourceRecord) -> Vec<PersonId> {
+    /// Adds or replaces a Patient's record; returns the persons whose membership changed and
+    /// the possible matches it was not linked to (for the review queue).
+    fn upsert(&mut self, record: &SourceRecord) -> (Vec<PersonId>, Vec<PersonCandidate>) {
         let mut changed = self.remove_patient(&record.local_id);
         let outcome = self.index.upsert(record);
         self.members.entry(outcome.person_id.clone()).or_default().insert(record.key());
         self.key_of_patient.insert(record.local_id.clone(), record.key());
+        let possible = outcome
+            .candidates
+            .into_iter()
+            .filter(|c| c.grade == Grade::Possible && c.person_id != outcome.person_id)
+            .collect();
         changed.push(outcome.person_id);
-        changed
+        (changed, possible)
     }
 
     /// Loads a record with a known person (no matching).
@@ -114,7 +127,14 @@ impl IndexState {
         self.key_of_patient.insert(record.local_id.clone(), record.key());
     }
 
+    /// Moves an indexed record to `person` (no matching).
+    fn move_record(&mut self, record: &SourceRecord, person: PersonId) {
+        self.remove_patient(&record.local_id);
+        self.load(record, person);
+    }
+
     fn remove_patient(&mut self, patient_id: &str) -> Vec<PersonId> {
+        self.indexed_versions.remove(patient_id);
         let Some(key) = self.key_of_patient.remove(patient_id) else { return Vec::new() };
         let Some(person) = self.index.remove(&key) else { return Vec::new() };
         if let Some(members) = self.members.get_mut(&person) {
@@ -296,7 +316,7 @@ pub fn default_model() -> Model {
 }
 
 /// Every current resource of a type, page by page (the server's own bookkeeping: unguarded).
-async fn all_of_type(record: &Record, resource_type: &str) -> Result<Vec<StoredResource>, RecordError> {
+pub(crate) async fn all_of_type(record: &Record, resource_type: &str) -> Result<Vec<StoredResource>, RecordError> {
     let mut query = SearchQuery::all(Some(resource_type));
     query.count = MAX_PAGE_SIZE;
     let mut all = Vec::new();
@@ -311,7 +331,7 @@ async fn all_of_type(record: &Record, resource_type: &str) -> Result<Vec<StoredR
     }
 }
 
-fn record_of(stored: &StoredResource) -> Option<SourceRecord> {
+pub(crate) fn record_of(stored: &StoredResource) -> Option<SourceRecord> {
     let body = stored.json()?;
     Some(patient_record(&stored.id, stored.custodian.as_deref().unwrap_or_default(), &body))
 }
@@ -340,15 +360,19 @@ impl PersonIndex {
                 }
             }
         }
+        let patient_keys: HashMap<String, RecordKey> = records.iter().map(|r| (r.local_id.clone(), r.key())).collect();
+        let decisions = review::load_decisions(record, &patient_keys).await?;
         let state = if records.len() >= MIN_TRAINING_RECORDS {
             let previous_by_key: HashMap<RecordKey, PersonId> = records
                 .iter()
                 .filter_map(|r| previous.get(&r.local_id).map(|person| (r.key(), person.clone())))
                 .collect();
             let options = LinkOptions::default();
-            let result = link(&records, &ReviewDecisions::new(), &previous_by_key, &options, &NoProgress)
+            let result = link(&records, &decisions, &previous_by_key, &options, &NoProgress)
                 .map_err(|e| RecordError::Internal(format!("training the linkage model: {e}")))?;
-            let mut state = IndexState::new(LinkIndex::new(result.model.clone()), synced_from);
+            let mut index = LinkIndex::new(result.model.clone());
+            index.set_decisions(decisions);
+            let mut state = IndexState::new(index, synced_from);
             for record in &records {
                 if let Some(person) = result.person_of(&record.key()) {
                     state.load(record, person.clone());
@@ -356,7 +380,9 @@ impl PersonIndex {
             }
             state
         } else {
-            let mut state = IndexState::new(LinkIndex::new(default_model()), synced_from);
+            let mut index = LinkIndex::new(default_model());
+            index.set_decisions(decisions);
+            let mut state = IndexState::new(index, synced_from);
             let mut unplaced = Vec::new();
             for record in &records {
                 match previous.get(&record.local_id) {
@@ -365,7 +391,7 @@ impl PersonIndex {
                 }
             }
             for record in unplaced {
-                state.upsert(record);
+                let _ = state.upsert(record);
             }
             state
         };
@@ -411,26 +437,46 @@ impl PersonIndex {
         Ok(())
     }
 
-    /// Indexes a stored Patient at once (matching it against everyone indexed) and persists the
-    /// persons it joined or left; returns its person's `Linkage` id.
+    /// Indexes a stored Patient at once (matching it against everyone indexed), persists the
+    /// persons it joined or left and sends its possible matches to the review queue; returns
+    /// its person's `Linkage` id.
     pub async fn patient_written(&self, record: &Record, stored: &StoredResource) -> Result<String, RecordError> {
-        let (changed, person) = {
+        Ok(self.index_patient(record, stored).await?.0)
+    }
+
+    /// [`PersonIndex::patient_written`], answering how many review proposals it made.
+    pub async fn patient_written_with_review(
+        &self,
+        record: &Record,
+        stored: &StoredResource,
+    ) -> Result<usize, RecordError> {
+        Ok(self.index_patient(record, stored).await?.1)
+    }
+
+    async fn index_patient(&self, record: &Record, stored: &StoredResource) -> Result<(String, usize), RecordError> {
+        let (changed, person, possible) = {
             let mut state = self.lock();
+            if !stored.deleted && state.indexed_versions.get(&stored.id) == Some(&stored.version) {
+                let person = state.person_of_patient(&stored.id).map(linkage_id);
+                return Ok((person.unwrap_or_default(), 0));
+            }
             if stored.deleted {
-                (state.remove_patient(&stored.id), None)
+                (state.remove_patient(&stored.id), None, Vec::new())
             } else {
                 match record_of(stored) {
                     Some(source) => {
-                        let changed = state.upsert(&source);
+                        let (changed, possible) = state.upsert(&source);
+                        state.indexed_versions.insert(stored.id.clone(), stored.version);
                         let person = state.person_of_patient(&stored.id).map(linkage_id);
-                        (changed, person)
+                        (changed, person, possible)
                     }
-                    None => (state.remove_patient(&stored.id), None),
+                    None => (state.remove_patient(&stored.id), None, Vec::new()),
                 }
             }
         };
         self.persist(record, changed).await?;
-        Ok(person.unwrap_or_default())
+        let n_proposed = self.propose_reviews(record, &stored.id, &possible).await?;
+        Ok((person.unwrap_or_default(), n_proposed))
     }
 
     /// Indexes every Patient version stored since the last catch-up (creates, updates and
@@ -514,7 +560,13 @@ impl PersonIndex {
 
 impl IndexState {
     fn new(index: LinkIndex, synced_from: i64) -> IndexState {
-        IndexState { index, members: BTreeMap::new(), key_of_patient: HashMap::new(), synced_from }
+        IndexState {
+            index,
+            members: BTreeMap::new(),
+            key_of_patient: HashMap::new(),
+            indexed_versions: HashMap::new(),
+            synced_from,
+        }
     }
 }
 

@@ -7,6 +7,7 @@ mod bundle;
 mod error;
 mod events;
 mod identity;
+pub mod lists;
 mod policy;
 mod prepare;
 mod principal;
@@ -23,9 +24,9 @@ pub use bundle::BundleKind;
 pub use error::RecordError;
 pub use events::{ChangeEvent, ChangeInteraction, EventBus, PublishingStore};
 pub use identity::{
-    default_model, linkage_id, patient_record, MatchGrade, PatientMatch, PersonIndex, KEY_WORKER_EXTENSION,
-    MIN_TRAINING_RECORDS, NHS_NUMBER_SYSTEM, NHS_NUMBER_VERIFICATION_EXTENSION, NHS_NUMBER_VERIFIED_CODE,
-    PERSON_ID_PREFIX,
+    default_model, linkage_id, patient_record, review_task_id, MatchGrade, PatientMatch, PersonIndex, ReviewDecision,
+    ReviewOutcome, KEY_WORKER_EXTENSION, MIN_TRAINING_RECORDS, NHS_NUMBER_SYSTEM, NHS_NUMBER_VERIFICATION_EXTENSION,
+    NHS_NUMBER_VERIFIED_CODE, PERSON_ID_PREFIX, POSSIBLE_MATCH_CODE, REVIEW_CODE_SYSTEM,
 };
 pub use policy::{PolicyAccess, NATIONAL_OPT_OUT_EXTENSION};
 pub use prepare::{custodian_reference, validate_incoming};

@@ -789,6 +789,22 @@ impl Session<'_> {
         self.append(vec![record]).await
     }
 
+    /// Audits an act on the person index the caller was checked for (reading the match review
+    /// queue, a review decision): `action` on `resource_type/id`, about `person` when one.
+    pub async fn audit_identity(
+        &self,
+        action: AuditAction,
+        resource_type: &str,
+        id: &str,
+        person: Option<String>,
+    ) -> Result<(), RecordError> {
+        let mut record = self.audit_record(action, AuditOutcome::Success);
+        record.entity = Some(AuditEntity { resource_type: resource_type.into(), id: id.into(), version: None });
+        record.patient_id = person;
+        record.query = self.meta.query.clone();
+        self.append(vec![record]).await
+    }
+
     /// The principal.
     pub fn principal(&self) -> &Principal {
         self.principal

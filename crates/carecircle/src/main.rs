@@ -5,6 +5,7 @@ mod guard;
 mod hl7_ingest;
 mod import;
 mod link;
+mod lists;
 mod token;
 
 /// mimalloc: the record's hot paths (JSON, index extraction) allocate many small strings, which
@@ -138,6 +139,9 @@ enum Command {
     ///
     /// Example: carecircle link --mapping gp.toml --out clusters.csv gp.csv
     Link(link::LinkArgs),
+    /// Partners' lists of active clients (CSV with a TOML mapping).
+    #[command(subcommand)]
+    Lists(lists::ListsCommand),
     /// Write the demo partnership as NDJSON without loading it (test data for partners'
     /// integrations and for benchmarks; ~4.6 resources per person).
     DemoData {
@@ -323,6 +327,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Link(args) => link::run(&args),
+        Command::Lists(lists::ListsCommand::Import(args)) => {
+            let record = Record::new(open_store(&cli.storage).await?);
+            lists::import(&record, &args).await
+        }
         Command::Migrate => {
             let store = open_store(&cli.storage).await?;
             println!("the {} database schema is up to date", store.backend_name());

@@ -10,6 +10,8 @@ mod coordination;
 mod examples;
 mod identity;
 mod interactions;
+mod lists;
+mod pdqm;
 mod search;
 mod subscriptions;
 

@@ -3,6 +3,7 @@
 
 mod audit;
 mod link;
+mod lists;
 mod mllp;
 
 use std::path::Path;
