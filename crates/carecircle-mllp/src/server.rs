@@ -73,6 +73,8 @@ pub trait MessageHandler: Send + Sync + 'static {
     /// default handles the message completely before returning (no overlap within a
     /// connection).
     fn accept(&self, inbound: Inbound<'_>) -> impl Future<Output = PendingOutcome> + Send {
+        // Yielding a future is the point: the listener awaits the outcome later.
+        #[allow(clippy::async_yields_async)]
         async move {
             let outcome = self.handle(inbound).await;
             Box::pin(std::future::ready(outcome)) as PendingOutcome
