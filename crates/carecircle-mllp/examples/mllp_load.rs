@@ -1,17 +1,24 @@
 //! An MLLP load generator: sends ADT A01/A03 messages at a fixed rate over several connections
-//! (each sending one message at a time and awaiting its ACK, as HL7 senders do) and reports
-//! throughput and ACK latency percentiles.
+//! (each sending one message at a time and awaiting its ACK, as HL7 senders do, or with
+//! PIPELINE > 1 keeping up to that many messages unacknowledged) and reports throughput and ACK
+//! latency percentiles.
 //!
-//! `cargo run --release -p carecircle-mllp --example mllp_load -- ADDR RATE SECONDS [CONNECTIONS]`
+//! `cargo run --release -p carecircle-mllp --example mllp_load -- ADDR RATE SECONDS [CONNECTIONS [PIPELINE]]`
 //!
 //! Message `i` is due at `i / RATE` seconds. Latency is reported twice: from the moment the
 //! message was sent, and from the moment it was due, which also counts the time it waited
 //! behind a slow ACK on its connection (so a receiver that falls behind cannot hide it).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use carecircle_hl7::AckCode;
-use carecircle_mllp::MllpClient;
+use carecircle_hl7::{parse_ack, AckCode};
+use carecircle_mllp::{frame, Frame, MllpClient, MllpCodec};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::codec::FramedRead;
 
 fn message(i: u64) -> String {
     let (event, structure) = if i & 1 == 0 { ("A01", "ADT_A01") } else { ("A03", "ADT_A03") };
@@ -58,13 +65,14 @@ fn report(name: &str, latencies: &mut [Duration]) {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 3 {
-        eprintln!("usage: mllp_load ADDR RATE SECONDS [CONNECTIONS]");
+        eprintln!("usage: mllp_load ADDR RATE SECONDS [CONNECTIONS [PIPELINE]]");
         std::process::exit(2);
     }
     let address = args[0].clone();
     let rate: f64 = args[1].parse()?;
     let seconds: f64 = args[2].parse()?;
     let connections: u64 = args.get(3).map(|c| c.parse()).transpose()?.unwrap_or(8).max(1);
+    let pipeline: usize = args.get(4).map(|c| c.parse()).transpose()?.unwrap_or(1).max(1);
     let total = (rate * seconds).round() as u64;
     let start = Instant::now() + Duration::from_millis(200);
     // Never run longer than the planned time plus a margin, whatever the receiver does.
@@ -73,6 +81,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut tasks = Vec::new();
     for c in 0..connections {
         let address = address.clone();
+        if pipeline > 1 {
+            let plan = Plan { c, connections, total, rate, start, deadline, pipeline };
+            tasks.push(tokio::spawn(pipelined(address, plan)));
+            continue;
+        }
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
             let mut client = match MllpClient::connect(&address).await {
@@ -125,7 +138,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     println!(
-        "mllp_load {address}: target {rate} msg/s for {seconds} s over {connections} connections ({total} messages)"
+        "mllp_load {address}: target {rate} msg/s for {seconds} s over {connections} connections, \
+         pipeline {pipeline} ({total} messages)"
     );
     println!(
         "  acknowledged {} ({} AA, {} AE/AR), {} failed; {:.0} msg/s over {:.2} s",
@@ -139,4 +153,77 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     report("since sent", &mut all.since_sent);
     report("since due", &mut all.since_due);
     Ok(())
+}
+
+/// What one pipelining connection sends.
+struct Plan {
+    c: u64,
+    connections: u64,
+    total: u64,
+    rate: f64,
+    start: Instant,
+    deadline: Instant,
+    pipeline: usize,
+}
+
+/// One connection that writes each message when due while up to `pipeline` earlier ones are
+/// unacknowledged, and reads the ACKs (in order) on the side.
+async fn pipelined(address: String, plan: Plan) -> Tally {
+    let mut tally = Tally::default();
+    let stream = match TcpStream::connect(&address).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            eprintln!("connection {}: {error}", plan.c);
+            return tally;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (read_half, mut write_half) = stream.into_split();
+    let mut acks = FramedRead::new(read_half, MllpCodec::new(1 << 20));
+    let window = Arc::new(Semaphore::new(plan.pipeline));
+    let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<(Instant, Instant)>();
+    let sender_window = window.clone();
+    let sender = tokio::spawn(async move {
+        let mut i = plan.c;
+        while i < plan.total {
+            let due = plan.start + Duration::from_secs_f64(i as f64 / plan.rate);
+            if due > plan.deadline {
+                break;
+            }
+            tokio::time::sleep_until(due.into()).await;
+            let Ok(permit) = sender_window.acquire().await else { break };
+            permit.forget();
+            let sent = Instant::now();
+            if write_half.write_all(&frame(message(i).as_bytes())).await.is_err() || sent_tx.send((due, sent)).is_err()
+            {
+                break;
+            }
+            i += plan.connections;
+        }
+    });
+    while let Some((due, sent)) = sent_rx.recv().await {
+        let ack = tokio::time::timeout(Duration::from_secs(10), acks.next()).await;
+        match ack {
+            Ok(Some(Ok(Frame::Message(bytes)))) => match parse_ack(&bytes) {
+                Ok(ack) if ack.code == AckCode::Accept => tally.accepted += 1,
+                _ => tally.not_accepted += 1,
+            },
+            Ok(_) => {
+                eprintln!("connection {}: closed or unreadable", plan.c);
+                tally.failed += 1;
+                break;
+            }
+            Err(_) => {
+                eprintln!("connection {}: no ACK within 10 s", plan.c);
+                tally.failed += 1;
+                break;
+            }
+        }
+        let now = Instant::now();
+        tally.since_sent.push(now - sent);
+        tally.since_due.push(now - due);
+        window.add_permits(1);
+    }
+    sender.abort();
+    tally
 }

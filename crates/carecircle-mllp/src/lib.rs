@@ -9,4 +9,4 @@ mod server;
 
 pub use client::{send_message, ClientError, MllpClient};
 pub use codec::{frame, Frame, MllpCodec};
-pub use server::{serve, HandlerOutcome, Inbound, MessageHandler, MllpConfig};
+pub use server::{serve, HandlerOutcome, Inbound, MessageHandler, MllpConfig, PendingOutcome};

@@ -1,15 +1,20 @@
 //! The MLLP listener: accepts connections, reads frames, hands each parsed message to a
 //! [`MessageHandler`] and writes the acknowledgement only after the handler returned.
 //!
-//! Each connection is served by one task that takes its messages strictly in order (HL7 senders
-//! rely on that: an A03 must not overtake its A01), so pipelined messages are answered in order.
-//! Throughput comes from many connections and from the handler batching its durable writes.
-//! Every frame gets an answer: unparseable or unsupported messages an `AR`/`AE`, a handler
-//! failure or panic an `AE`; only I/O errors, idle timeouts and shutdown end a connection.
+//! Each connection is served by one task that hands its messages over strictly in order (HL7
+//! senders rely on that: an A03 must not overtake its A01) and answers them in that order. A
+//! sender that pipelines (sends several messages before reading their ACKs) has up to
+//! `MllpConfig::max_pipelined` of them in the handler at once: the handler takes them in
+//! ([`MessageHandler::accept`]) one after another and may store them together.
+//! Throughput comes from many connections, pipelining and the handler batching its durable
+//! writes. Every frame gets an answer: unparseable or unsupported messages an `AR`/`AE`, a
+//! handler failure or panic an `AE`; only I/O errors, idle timeouts and shutdown end a connection.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,14 +54,32 @@ pub enum HandlerOutcome {
     Failed(String),
 }
 
+/// The outcome of a message the handler has taken in, still to come.
+pub type PendingOutcome = Pin<Box<dyn Future<Output = HandlerOutcome> + Send + 'static>>;
+
 /// Processes messages; implemented by the application (ADT ingest into the record).
 ///
-/// The acknowledgement is written only after `handle` returns, so an implementation returns
-/// [`HandlerOutcome::Stored`] only once its write is durable. Calls for one connection never
-/// overlap; calls for different connections do.
+/// The acknowledgement is written only after the outcome is known, so an implementation
+/// returns [`HandlerOutcome::Stored`] only once its write is durable.
 pub trait MessageHandler: Send + Sync + 'static {
-    /// Handles one parsed message.
+    /// Handles one parsed message. Calls for one connection never overlap; calls for different
+    /// connections do.
     fn handle(&self, inbound: Inbound<'_>) -> impl Future<Output = HandlerOutcome> + Send;
+
+    /// Takes one message in and returns its outcome to come, so that the listener can hand over
+    /// a connection's next pipelined message before this one is stored. Calls for one
+    /// connection are made in the order received, each after the previous call returned; an
+    /// implementation must apply one connection's messages in the order of these calls. The
+    /// default handles the message completely before returning (no overlap within a
+    /// connection).
+    fn accept(&self, inbound: Inbound<'_>) -> impl Future<Output = PendingOutcome> + Send {
+        // Yielding a future is the point: the listener awaits the outcome later.
+        #[allow(clippy::async_yields_async)]
+        async move {
+            let outcome = self.handle(inbound).await;
+            Box::pin(std::future::ready(outcome)) as PendingOutcome
+        }
+    }
 }
 
 /// Listener settings.
@@ -75,6 +98,9 @@ pub struct MllpConfig {
     pub write_timeout: Duration,
     /// On shutdown, how long connections may take to finish the message in hand (default 10 s).
     pub shutdown_grace: Duration,
+    /// Messages of one connection in the handler at once when the sender pipelines (default
+    /// 64); further ones stay unread until the first is answered. At least 1.
+    pub max_pipelined: usize,
 }
 
 impl Default for MllpConfig {
@@ -85,6 +111,7 @@ impl Default for MllpConfig {
             max_connections: 256,
             write_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
+            max_pipelined: 64,
         }
     }
 }
@@ -156,6 +183,12 @@ pub async fn serve<H: MessageHandler>(
     }
 }
 
+/// A message of a connection being handled: its acknowledgement header and outcome to come.
+struct InFlight {
+    header: AckHeader,
+    outcome: Pin<Box<dyn Future<Output = Result<(), Rejection>> + Send>>,
+}
+
 async fn serve_connection<H: MessageHandler>(
     stream: TcpStream,
     peer: SocketAddr,
@@ -169,54 +202,77 @@ async fn serve_connection<H: MessageHandler>(
     }
     tracing::info!(%peer, "mllp connection opened");
     let mut framed = Framed::new(stream, MllpCodec::new(config.max_frame_bytes));
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    // Once set, nothing more is read: the messages in hand are answered, then the connection ends.
+    let mut closing = false;
     loop {
-        let next = tokio::select! {
+        if closing && in_flight.is_empty() {
+            break;
+        }
+        let may_read = !closing && in_flight.len() < config.max_pipelined.max(1);
+        // The idle timeout applies only while nothing is in hand.
+        let idle_timeout = if in_flight.is_empty() { config.idle_timeout } else { None };
+        tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break,
-            next = next_frame(&mut framed, config.idle_timeout) => next,
-        };
-        let frame = match next {
-            NextFrame::Frame(frame) => frame,
-            NextFrame::Closed => break,
-            NextFrame::IdleTimeout => {
-                tracing::info!(%peer, "mllp connection idle, closing");
-                break;
+            _ = shutdown.cancelled(), if !closing => closing = true,
+            result = first_outcome(&mut in_flight) => {
+                let Some(done) = in_flight.pop_front() else { continue };
+                let ack = build_ack(&done.header, result.as_ref().map(|_| ()), &ack_ids.next(), OffsetDateTime::now_utc());
+                if let Err(rejection) = &result {
+                    log_refusal(peer, &done.header, rejection);
+                }
+                match tokio::time::timeout(config.write_timeout, framed.send(ack.as_bytes())).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::info!(%peer, %error, "mllp write failed");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::info!(%peer, "mllp peer not reading acknowledgements, closing");
+                        break;
+                    }
+                }
             }
-            NextFrame::Error(error) => {
-                tracing::info!(%peer, %error, "mllp read failed");
-                break;
-            }
-        };
-        let ack = match frame {
-            Frame::Message(raw) => answer(&raw, peer, handler, ack_ids).await,
-            Frame::Oversized { prefix, length } => {
-                let rejection = Rejection {
-                    ack_code: AckCode::Reject,
-                    error_code: ErrorCode::ApplicationInternalError,
-                    location: None,
-                    reason: format!(
-                        "the message is {length} bytes long; this receiver accepts at most {} bytes",
-                        config.max_frame_bytes
-                    ),
-                };
-                let header = AckHeader::from_raw(&prefix);
-                log_refusal(peer, &header, &rejection);
-                build_ack(&header, Err(&rejection), &ack_ids.next(), OffsetDateTime::now_utc())
-            }
-        };
-        match tokio::time::timeout(config.write_timeout, framed.send(ack.as_bytes())).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::info!(%peer, %error, "mllp write failed");
-                break;
-            }
-            Err(_) => {
-                tracing::info!(%peer, "mllp peer not reading acknowledgements, closing");
-                break;
-            }
+            next = next_frame(&mut framed, idle_timeout), if may_read => match next {
+                NextFrame::Frame(Frame::Message(raw)) => in_flight.push_back(take_in(raw, peer, handler).await),
+                NextFrame::Frame(Frame::Oversized { prefix, length }) => {
+                    let rejection = Rejection {
+                        ack_code: AckCode::Reject,
+                        error_code: ErrorCode::ApplicationInternalError,
+                        location: None,
+                        reason: format!(
+                            "the message is {length} bytes long; this receiver accepts at most {} bytes",
+                            config.max_frame_bytes
+                        ),
+                    };
+                    in_flight.push_back(InFlight {
+                        header: AckHeader::from_raw(&prefix),
+                        outcome: Box::pin(std::future::ready(Err(rejection))),
+                    });
+                }
+                // A sender that half-closes after its last message still gets its ACKs.
+                NextFrame::Closed => closing = true,
+                NextFrame::IdleTimeout => {
+                    tracing::info!(%peer, "mllp connection idle, closing");
+                    break;
+                }
+                NextFrame::Error(error) => {
+                    tracing::info!(%peer, %error, "mllp read failed");
+                    break;
+                }
+            },
         }
     }
     tracing::info!(%peer, "mllp connection closed");
+}
+
+/// The outcome of the oldest message in hand (acknowledgements go out in order); never ready
+/// when nothing is in hand.
+async fn first_outcome(in_flight: &mut VecDeque<InFlight>) -> Result<(), Rejection> {
+    match in_flight.front_mut() {
+        Some(first) => first.outcome.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 enum NextFrame {
@@ -241,30 +297,37 @@ async fn next_frame(framed: &mut Framed<TcpStream, MllpCodec>, idle_timeout: Opt
     }
 }
 
-/// Parses, hands over, and builds the acknowledgement of one message.
-async fn answer<H: MessageHandler>(raw: &[u8], peer: SocketAddr, handler: &H, ack_ids: &AckIds) -> String {
-    let (header, outcome) = match parse_message(raw) {
-        Err(error) => (AckHeader::from_raw(raw), Err(Rejection::from_parse_error(&error))),
-        Ok(message) => {
-            let header = AckHeader::from_message(&message);
-            let handled =
-                AssertUnwindSafe(handler.handle(Inbound { raw, message: &message, peer })).catch_unwind().await;
-            let outcome = match handled {
+/// Parses and hands over one message; a message that does not parse is refused at once.
+async fn take_in<H: MessageHandler>(raw: bytes::Bytes, peer: SocketAddr, handler: &H) -> InFlight {
+    let message = match parse_message(&raw) {
+        Ok(message) => message,
+        Err(error) => {
+            return InFlight {
+                header: AckHeader::from_raw(&raw),
+                outcome: Box::pin(std::future::ready(Err(Rejection::from_parse_error(&error)))),
+            }
+        }
+    };
+    let header = AckHeader::from_message(&message);
+    let accepted =
+        AssertUnwindSafe(handler.accept(Inbound { raw: &raw, message: &message, peer })).catch_unwind().await;
+    let control_id = header.control_id.clone();
+    let panicked = move || {
+        tracing::error!(%peer, control_id = %control_id, "mllp handler panicked");
+        Err(Rejection::internal_error("internal error while processing the message; send it again"))
+    };
+    let outcome: Pin<Box<dyn Future<Output = Result<(), Rejection>> + Send>> = match accepted {
+        Ok(pending) => Box::pin(async move {
+            match AssertUnwindSafe(pending).catch_unwind().await {
                 Ok(HandlerOutcome::Stored) => Ok(()),
                 Ok(HandlerOutcome::Rejected(rejection)) => Err(rejection),
                 Ok(HandlerOutcome::Failed(reason)) => Err(Rejection::internal_error(&reason)),
-                Err(_) => {
-                    tracing::error!(%peer, control_id = %header.control_id, "mllp handler panicked");
-                    Err(Rejection::internal_error("internal error while processing the message; send it again"))
-                }
-            };
-            (header, outcome)
-        }
+                Err(_) => panicked(),
+            }
+        }),
+        Err(_) => Box::pin(std::future::ready(panicked())),
     };
-    if let Err(rejection) = &outcome {
-        log_refusal(peer, &header, rejection);
-    }
-    build_ack(&header, outcome.as_ref().map(|_| ()), &ack_ids.next(), OffsetDateTime::now_utc())
+    InFlight { header, outcome }
 }
 
 /// Logs a refusal by control id, code and location only: reasons can quote message content.

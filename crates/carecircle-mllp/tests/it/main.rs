@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use carecircle_hl7::{parse_ack, AckCode, AckSummary, AdtEvent, AdtOptions};
-use carecircle_mllp::{frame, serve, HandlerOutcome, Inbound, MessageHandler, MllpClient, MllpConfig};
+use carecircle_mllp::{frame, serve, HandlerOutcome, Inbound, MessageHandler, MllpClient, MllpConfig, PendingOutcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -270,4 +270,89 @@ async fn connections_beyond_the_limit_wait_their_turn() {
     drop(first);
     let ack = tokio::time::timeout(Duration::from_secs(5), second).await.unwrap().unwrap().unwrap();
     assert_eq!((ack.code, ack.control_id.as_str()), (AckCode::Accept, "SECOND-1"));
+}
+
+/// Takes messages in at once and stores each after a delay set by its control id (`SLOW`:
+/// 300 ms, else 20 ms), like a handler that batches writes; records the order messages were
+/// taken in and how many were in hand at most.
+#[derive(Default)]
+struct PipeliningHandler {
+    taken_in: Mutex<Vec<String>>,
+    in_hand: Arc<AtomicUsize>,
+    most_in_hand: Arc<AtomicUsize>,
+}
+
+impl MessageHandler for PipeliningHandler {
+    async fn handle(&self, inbound: Inbound<'_>) -> HandlerOutcome {
+        self.accept(inbound).await.await
+    }
+
+    async fn accept(&self, inbound: Inbound<'_>) -> PendingOutcome {
+        let control_id = inbound.message.header().value(10).to_owned();
+        self.taken_in.lock().unwrap().push(control_id.clone());
+        let now = self.in_hand.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_hand.fetch_max(now, Ordering::SeqCst);
+        let in_hand = self.in_hand.clone();
+        Box::pin(async move {
+            let delay = if control_id.starts_with("SLOW") { 300 } else { 20 };
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            in_hand.fetch_sub(1, Ordering::SeqCst);
+            if control_id.starts_with("FAIL") {
+                HandlerOutcome::Failed("storage unavailable".into())
+            } else {
+                HandlerOutcome::Stored
+            }
+        })
+    }
+}
+
+async fn spawn_pipelining_server(config: MllpConfig) -> (std::net::SocketAddr, Arc<PipeliningHandler>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let handler = Arc::new(PipeliningHandler::default());
+    tokio::spawn(serve(listener, handler.clone(), config, CancellationToken::new()));
+    (address, handler)
+}
+
+#[tokio::test]
+async fn pipelined_messages_are_taken_in_together_and_answered_in_order() {
+    let (address, handler) = spawn_pipelining_server(MllpConfig::default()).await;
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    // The first is slow, the others are stored before it: the ACKs still go out in order.
+    let ids = ["SLOW-1", "Q-2", "FAIL-3", "Q-4", "Q-5"];
+    let bytes: Vec<u8> = ids.iter().flat_map(|id| frame(adt(id).as_bytes())).collect();
+    stream.write_all(&bytes).await.unwrap();
+    let acks = read_acks(&mut stream, ids.len()).await;
+    let answered: Vec<&str> = acks.iter().map(|a| a.control_id.as_str()).collect();
+    assert_eq!(answered, ids);
+    let codes: Vec<AckCode> = acks.iter().map(|a| a.code).collect();
+    assert_eq!(codes, [AckCode::Accept, AckCode::Accept, AckCode::Error, AckCode::Accept, AckCode::Accept]);
+    assert_eq!(*handler.taken_in.lock().unwrap(), ids, "taken in in the order received");
+    assert_eq!(handler.most_in_hand.load(Ordering::SeqCst), ids.len(), "all five were in hand together");
+}
+
+#[tokio::test]
+async fn at_most_max_pipelined_messages_of_a_connection_are_in_hand() {
+    let config = MllpConfig { max_pipelined: 2, ..MllpConfig::default() };
+    let (address, handler) = spawn_pipelining_server(config).await;
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let ids: Vec<String> = (0..6).map(|i| format!("Q-{i}")).collect();
+    let bytes: Vec<u8> = ids.iter().flat_map(|id| frame(adt(id).as_bytes())).collect();
+    stream.write_all(&bytes).await.unwrap();
+    let acks = read_acks(&mut stream, ids.len()).await;
+    assert!(acks.iter().all(|a| a.code == AckCode::Accept));
+    assert_eq!(handler.most_in_hand.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_sender_that_closes_after_pipelining_still_gets_every_ack() {
+    let (address, _handler) = spawn_pipelining_server(MllpConfig::default()).await;
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let ids = ["SLOW-H1", "H2", "H3"];
+    let bytes: Vec<u8> = ids.iter().flat_map(|id| frame(adt(id).as_bytes())).collect();
+    stream.write_all(&bytes).await.unwrap();
+    stream.shutdown().await.unwrap(); // half-close: nothing more to send
+    let acks = read_acks(&mut stream, ids.len()).await;
+    let answered: Vec<&str> = acks.iter().map(|a| a.control_id.as_str()).collect();
+    assert_eq!(answered, ids);
 }

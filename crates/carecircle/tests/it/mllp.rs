@@ -210,3 +210,84 @@ MRG|OLD7^^^RXX^MR\r";
     let encounters = entries(&get(&server, &token, "Encounter?identifier=V7").await);
     assert_eq!(encounters[0]["subject"]["reference"], survivor_ref.as_str());
 }
+
+/// Many senders at once: messages of one round are written together (group commit). Each
+/// connection's A01 → A08 → A03 of its own visit applies in order, the A01/A03 pairs split
+/// across two connections still make one Encounter each, and a bad message among them is
+/// answered on its own while the others are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_senders_are_batched_without_losing_order_or_isolation() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let server = start_server(&data).await;
+    let token = system_token(&data, &server);
+    const N_CONNECTIONS: usize = 16;
+
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(N_CONNECTIONS));
+    let mut tasks = Vec::new();
+    for c in 0..N_CONNECTIONS {
+        let (address, barrier) = (server.mllp.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = MllpClient::connect(&address).await.unwrap();
+            barrier.wait().await;
+            let mut codes = Vec::new();
+            // Its own visit, in order.
+            let own = |event: &str, n: usize, discharge: &str| {
+                adt(
+                    "RXX01",
+                    event,
+                    &format!("C{c}-{n}"),
+                    &format!("MRN{c}"),
+                    &format!("VC{c}"),
+                    &times("20240301100000", discharge),
+                )
+            };
+            for message in [own("A01", 1, ""), own("A08", 2, ""), own("A03", 3, "20240301160000")] {
+                codes.push(send(&mut client, &message).await);
+            }
+            // A visit shared with the next connection: this one admits, that one discharges.
+            let shared = if c % 2 == 0 {
+                adt("RXX01", "A01", &format!("S{c}"), &format!("MRS{}", c / 2), &format!("VS{}", c / 2), "")
+            } else {
+                adt("RXX01", "A08", &format!("S{c}"), &format!("MRS{}", c / 2), &format!("VS{}", c / 2), "")
+            };
+            codes.push(send(&mut client, &shared).await);
+            // One connection sends a Patient the record refuses (a control character in PID-5).
+            if c == 5 {
+                let bad = "MSH|^~\\&|PAS|RXX01|CC|CC|20240301101502||ADT^A01^ADT_A01|BAD1|P|2.5.1\r\
+EVN|A01|20240301101500\r\
+PID|1||MRNBAD^^^RXX^MR||SM\\X01\\ITH^JOHN||19700101|M\r\
+PV1|1|I|WARD1||||||||||||||||VBAD^^^RXX^VN\r";
+                codes.push(send(&mut client, bad).await);
+            }
+            codes
+        }));
+    }
+    let mut answered = Vec::new();
+    for task in tasks {
+        answered.extend(task.await.unwrap());
+    }
+    assert_eq!(answered.len(), N_CONNECTIONS * 4 + 1);
+    for ack in &answered {
+        let expected = if ack.control_id == "BAD1" { AckCode::Error } else { AckCode::Accept };
+        assert_eq!(ack.code, expected, "{ack:?}");
+    }
+
+    for c in 0..N_CONNECTIONS {
+        let found = entries(&get(&server, &token, &format!("Encounter?identifier=VC{c}")).await);
+        assert_eq!(found.len(), 1, "visit VC{c}: {found:?}");
+        assert_eq!(found[0]["status"], "finished", "the A03 came last on its connection");
+        // The A08 says what the A01 said (nothing to write); the A03 writes the second version.
+        assert_eq!(found[0]["meta"]["versionId"], "2", "A01 and A03 each wrote one version");
+        let patients = entries(&get(&server, &token, &format!("Patient?identifier=MRN{c}")).await);
+        assert_eq!(patients.len(), 1, "one Patient for MRN{c}");
+    }
+    for pair in 0..N_CONNECTIONS / 2 {
+        let found = entries(&get(&server, &token, &format!("Encounter?identifier=VS{pair}")).await);
+        assert_eq!(found.len(), 1, "one Encounter for the visit sent over two connections: {found:?}");
+        let patients = entries(&get(&server, &token, &format!("Patient?identifier=MRS{pair}")).await);
+        assert_eq!(patients.len(), 1, "one Patient for MRS{pair}");
+    }
+    let bad = entries(&get(&server, &token, "Encounter?identifier=VBAD").await);
+    assert!(bad.is_empty(), "nothing of the refused message is stored: {bad:?}");
+}
