@@ -9,6 +9,7 @@
 mod batch;
 mod postgres;
 mod sqlite;
+mod time_blocks;
 mod verification;
 
 use std::collections::HashMap;
