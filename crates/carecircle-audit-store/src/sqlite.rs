@@ -305,6 +305,39 @@ fn check_range(path: &Path, from: i64, until: i64, checkpoints: Vec<u64>, out: S
     time_blocks
 }
 
+/// The entries of the blocks whose time range meets `?1 <= recorded_ms < ?2`. CROSS JOIN keeps
+/// the blocks as the outer loop, so each matching block is one range of `seq`; the unary `+`
+/// keeps the planner off the entries' other columns: without statistics it otherwise builds an
+/// automatic index over the whole log for every query (measured: 98 s instead of 0.04 s on 10
+/// million entries).
+fn entries_in_period(conditions: &str) -> String {
+    format!(
+        "FROM audit_time_blocks b CROSS JOIN audit_entries e \
+         ON e.seq >= b.block * {TIME_BLOCK} AND e.seq < (b.block + 1) * {TIME_BLOCK} \
+         WHERE b.max_ms >= ?1 AND b.min_ms < ?2 AND +e.recorded_ms >= ?1 AND +e.recorded_ms < ?2 {conditions}"
+    )
+}
+
+/// `unusual_access`: `?1`, `?2` the period, `?3` the least number of persons.
+fn unusual_access_sql() -> String {
+    format!(
+        "SELECT e.user_id, e.organisation, COUNT(DISTINCT e.patient_id) AS n {} \
+         GROUP BY e.user_id, e.organisation HAVING COUNT(DISTINCT e.patient_id) >= ?3 \
+         ORDER BY n DESC, e.user_id, e.organisation",
+        entries_in_period("AND +e.in_care = 0 AND +e.patient_id IS NOT NULL")
+    )
+}
+
+/// `break_glass`: `?1`, `?2` the period.
+fn break_glass_sql() -> String {
+    format!(
+        "SELECT e.user_id, e.organisation, SUM(e.break_glass) AS bg, COUNT(*) {} \
+         GROUP BY e.user_id, e.organisation HAVING SUM(e.break_glass) > 0 \
+         ORDER BY bg DESC, e.user_id, e.organisation",
+        entries_in_period("AND +e.patient_id IS NOT NULL")
+    )
+}
+
 /// The stored time block rows.
 fn stored_time_blocks(path: &Path) -> Result<std::collections::BTreeMap<i64, TimeRange>, AuditStoreError> {
     let connection = open_connection(path)?;
@@ -487,17 +520,7 @@ impl Backend for SqliteAudit {
 
     async fn unusual_access(&self, period: Period, min_persons: u64) -> Result<Vec<UnusualAccess>, AuditStoreError> {
         self.read(move |c| {
-            // CROSS JOIN keeps the blocks as the outer loop: each matching block is one range
-            // of `seq`.
-            let mut statement = c.prepare_cached(&format!(
-                "SELECT e.user_id, e.organisation, COUNT(DISTINCT e.patient_id) AS n \
-                 FROM audit_time_blocks b CROSS JOIN audit_entries e \
-                 ON e.seq >= b.block * {TIME_BLOCK} AND e.seq < (b.block + 1) * {TIME_BLOCK} \
-                 WHERE b.max_ms >= ?1 AND b.min_ms < ?2 \
-                 AND e.recorded_ms >= ?1 AND e.recorded_ms < ?2 AND e.in_care = 0 AND e.patient_id IS NOT NULL \
-                 GROUP BY e.user_id, e.organisation HAVING COUNT(DISTINCT e.patient_id) >= ?3 \
-                 ORDER BY n DESC, e.user_id, e.organisation"
-            ))?;
+            let mut statement = c.prepare_cached(&unusual_access_sql())?;
             let rows = statement
                 .query_map(params![period.from_ms, period.until_ms, min_persons as i64], |r| {
                     Ok(UnusualAccess {
@@ -514,15 +537,7 @@ impl Backend for SqliteAudit {
 
     async fn break_glass(&self, period: Period) -> Result<Vec<BreakGlassCount>, AuditStoreError> {
         self.read(move |c| {
-            let mut statement = c.prepare_cached(&format!(
-                "SELECT e.user_id, e.organisation, SUM(e.break_glass) AS bg, COUNT(*) \
-                 FROM audit_time_blocks b CROSS JOIN audit_entries e \
-                 ON e.seq >= b.block * {TIME_BLOCK} AND e.seq < (b.block + 1) * {TIME_BLOCK} \
-                 WHERE b.max_ms >= ?1 AND b.min_ms < ?2 AND e.recorded_ms >= ?1 AND e.recorded_ms < ?2 \
-                 AND e.patient_id IS NOT NULL \
-                 GROUP BY e.user_id, e.organisation HAVING SUM(e.break_glass) > 0 \
-                 ORDER BY bg DESC, e.user_id, e.organisation"
-            ))?;
+            let mut statement = c.prepare_cached(&break_glass_sql())?;
             let rows = statement
                 .query_map(params![period.from_ms, period.until_ms], |r| {
                     Ok(BreakGlassCount {
@@ -536,5 +551,35 @@ impl Backend for SqliteAudit {
             rows
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The period reports must read the entries by `seq` range per block, never scan the log or
+    /// build an index over it.
+    #[tokio::test]
+    async fn period_reports_read_entries_by_block_ranges() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteAudit::open(&dir.path().join("audit.db")).expect("open");
+        store.migrate().await.expect("migrate");
+        let connection = open_connection(&dir.path().join("audit.db")).expect("connect");
+        for sql in [unusual_access_sql(), break_glass_sql()] {
+            let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("plan");
+            let plan: Vec<String> = statement
+                .query_map(
+                    rusqlite::params_from_iter([0_i64, 1, 1].into_iter().take(statement.parameter_count())),
+                    |r| r.get(3),
+                )
+                .expect("plan")
+                .collect::<Result<_, _>>()
+                .expect("rows");
+            let plan = plan.join("; ");
+            assert!(plan.contains("SCAN b"), "{plan}");
+            assert!(plan.contains("SEARCH e USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"), "{plan}");
+            assert!(!plan.contains("AUTOMATIC") && !plan.contains("SCAN e"), "{plan}");
+        }
     }
 }
