@@ -10,6 +10,7 @@ mod batch;
 mod postgres;
 mod review;
 mod sqlite;
+mod time_blocks;
 mod verification;
 
 use std::collections::HashMap;

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use carecircle_audit::merkle::Hash;
 use carecircle_audit::{AuditRecord, Tamper, Verifier, VerifyReport};
 
+use crate::time_blocks::{TimeBlocks, TimeRange, TIME_BLOCK};
 use crate::verification::{combine, verify_ranges, Piece, RangeChecker};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
@@ -24,6 +25,7 @@ use crate::{
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite_0001_audit.sql")),
     (2, include_str!("../migrations/sqlite_0002_break_glass_reviews.sql")),
+    (3, include_str!("../migrations/sqlite_0003_time_blocks.sql")),
 ];
 const N_READERS: usize = 2;
 /// The checkpointer copies the WAL into the database at most this often while entries are
@@ -196,6 +198,16 @@ fn append_blocking(
         for (level, index, hash) in &prepared.subtrees {
             subtree.execute(params![level, *index as i64, hash.as_slice()]).map_err(backend_error)?;
         }
+        let mut time_block = tx
+            .prepare_cached(
+                "INSERT INTO audit_time_blocks (block, min_ms, max_ms) VALUES (?1, ?2, ?3) ON CONFLICT (block) \
+                 DO UPDATE SET min_ms = MIN(min_ms, excluded.min_ms), max_ms = MAX(max_ms, excluded.max_ms)",
+            )
+            .map_err(backend_error)?;
+        let blocks = crate::time_blocks::of_batch(prepared.rows.iter().map(|row| (row.seq, row.recorded_ms)));
+        for (block, range) in blocks {
+            time_block.execute(params![block, range.min_ms, range.max_ms]).map_err(backend_error)?;
+        }
     }
     tx.execute(
         "INSERT INTO audit_state (id, tree_size, frontier, checkpoint_size, checkpoint_ms) VALUES (1, ?1, ?2, ?3, ?4) \
@@ -253,8 +265,10 @@ fn bytes(value: rusqlite::types::ValueRef<'_>) -> Result<Option<&[u8]>, AuditSto
 }
 
 /// Checks the entries with `from <= seq < until` in order and hands the pieces on.
-fn check_range(path: &Path, from: i64, until: i64, checkpoints: Vec<u64>, out: Sender<Vec<Piece>>) {
+/// Returns the time ranges of the blocks it read.
+fn check_range(path: &Path, from: i64, until: i64, checkpoints: Vec<u64>, out: Sender<Vec<Piece>>) -> TimeBlocks {
     let mut checker = RangeChecker::new(checkpoints);
+    let mut time_blocks = TimeBlocks::default();
     let result = (|| -> Result<(), AuditStoreError> {
         let connection = open_connection(path)?;
         // Reading through a memory map saves a system call and a copy per page.
@@ -283,6 +297,7 @@ fn check_range(path: &Path, from: i64, until: i64, checkpoints: Vec<u64>, out: S
             if !checker.row(seq, content, leaf, &columns) {
                 break;
             }
+            time_blocks.add(seq as i64, columns.recorded_ms);
             since_handover += 1;
             if since_handover == VERIFY_HANDOVER_ROWS {
                 since_handover = 0;
@@ -298,6 +313,54 @@ fn check_range(path: &Path, from: i64, until: i64, checkpoints: Vec<u64>, out: S
         checker.fail(error);
     }
     let _ = out.send(checker.finish());
+    time_blocks
+}
+
+/// The entries of the blocks whose time range meets `?1 <= recorded_ms < ?2`. CROSS JOIN keeps
+/// the blocks as the outer loop, so each matching block is one range of `seq`; the unary `+`
+/// keeps the planner off the entries' other columns: without statistics it otherwise builds an
+/// automatic index over the whole log for every query (measured: 98 s instead of 0.04 s on 10
+/// million entries).
+fn entries_in_period(conditions: &str) -> String {
+    format!(
+        "FROM audit_time_blocks b CROSS JOIN audit_entries e \
+         ON e.seq >= b.block * {TIME_BLOCK} AND e.seq < (b.block + 1) * {TIME_BLOCK} \
+         WHERE b.max_ms >= ?1 AND b.min_ms < ?2 AND +e.recorded_ms >= ?1 AND +e.recorded_ms < ?2 {conditions}"
+    )
+}
+
+/// `unusual_access`: `?1`, `?2` the period, `?3` the least number of persons.
+fn unusual_access_sql() -> String {
+    format!(
+        "SELECT e.user_id, e.organisation, COUNT(DISTINCT e.patient_id) AS n {} \
+         GROUP BY e.user_id, e.organisation HAVING COUNT(DISTINCT e.patient_id) >= ?3 \
+         ORDER BY n DESC, e.user_id, e.organisation",
+        entries_in_period("AND +e.in_care = 0 AND +e.patient_id IS NOT NULL")
+    )
+}
+
+/// `break_glass`: `?1`, `?2` the period.
+fn break_glass_sql() -> String {
+    format!(
+        "SELECT e.user_id, e.organisation, SUM(e.break_glass) AS bg, COUNT(*) {} \
+         GROUP BY e.user_id, e.organisation HAVING SUM(e.break_glass) > 0 \
+         ORDER BY bg DESC, e.user_id, e.organisation",
+        entries_in_period("AND +e.patient_id IS NOT NULL")
+    )
+}
+
+/// The stored time block rows.
+fn stored_time_blocks(path: &Path) -> Result<std::collections::BTreeMap<i64, TimeRange>, AuditStoreError> {
+    let connection = open_connection(path)?;
+    let mut statement = connection
+        .prepare("SELECT block, min_ms, max_ms FROM audit_time_blocks ORDER BY block")
+        .map_err(backend_error)?;
+    let rows = statement
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, TimeRange { min_ms: r.get(1)?, max_ms: r.get(2)? })))
+        .map_err(backend_error)?
+        .collect::<Result<_, _>>()
+        .map_err(backend_error)?;
+    Ok(rows)
 }
 
 #[async_trait]
@@ -430,10 +493,19 @@ impl Backend for SqliteAudit {
                 receivers.push(receiver);
             }
             let result = combine(verifier, receivers);
+            let mut time_blocks = TimeBlocks::default();
             for reader in readers {
-                reader.join().map_err(|_| AuditStoreError::Backend("a verification reader panicked".into()))?;
+                let seen =
+                    reader.join().map_err(|_| AuditStoreError::Backend("a verification reader panicked".into()))?;
+                time_blocks.merge(seen);
             }
-            result
+            // The entries are sound; now the time summaries the reports rely on.
+            let report = match result? {
+                Ok(report) => report,
+                Err(tamper) => return Ok(Err(tamper)),
+            };
+            let stored = stored_time_blocks(&path)?;
+            Ok(crate::time_blocks::check_stored(report.count, &time_blocks.into_blocks(), &stored).map(|()| report))
         })
         .await
         .map_err(backend_error)?
@@ -459,12 +531,7 @@ impl Backend for SqliteAudit {
 
     async fn unusual_access(&self, period: Period, min_persons: u64) -> Result<Vec<UnusualAccess>, AuditStoreError> {
         self.read(move |c| {
-            let mut statement = c.prepare_cached(
-                "SELECT user_id, organisation, COUNT(DISTINCT patient_id) AS n FROM audit_entries \
-                 WHERE recorded_ms >= ?1 AND recorded_ms < ?2 AND in_care = 0 AND patient_id IS NOT NULL \
-                 GROUP BY user_id, organisation HAVING COUNT(DISTINCT patient_id) >= ?3 \
-                 ORDER BY n DESC, user_id, organisation",
-            )?;
+            let mut statement = c.prepare_cached(&unusual_access_sql())?;
             let rows = statement
                 .query_map(params![period.from_ms, period.until_ms, min_persons as i64], |r| {
                     Ok(UnusualAccess {
@@ -481,12 +548,7 @@ impl Backend for SqliteAudit {
 
     async fn break_glass(&self, period: Period) -> Result<Vec<BreakGlassCount>, AuditStoreError> {
         self.read(move |c| {
-            let mut statement = c.prepare_cached(
-                "SELECT user_id, organisation, SUM(break_glass) AS bg, COUNT(*) FROM audit_entries \
-                 WHERE recorded_ms >= ?1 AND recorded_ms < ?2 AND patient_id IS NOT NULL \
-                 GROUP BY user_id, organisation HAVING SUM(break_glass) > 0 \
-                 ORDER BY bg DESC, user_id, organisation",
-            )?;
+            let mut statement = c.prepare_cached(&break_glass_sql())?;
             let rows = statement
                 .query_map(params![period.from_ms, period.until_ms], |r| {
                     Ok(BreakGlassCount {
@@ -590,4 +652,34 @@ fn review_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BreakGlassReview> 
         reviewed_ms: r.get(5)?,
         review_seq: r.get::<_, i64>(6)? as u64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The period reports must read the entries by `seq` range per block, never scan the log or
+    /// build an index over it.
+    #[tokio::test]
+    async fn period_reports_read_entries_by_block_ranges() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteAudit::open(&dir.path().join("audit.db")).expect("open");
+        store.migrate().await.expect("migrate");
+        let connection = open_connection(&dir.path().join("audit.db")).expect("connect");
+        for sql in [unusual_access_sql(), break_glass_sql()] {
+            let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("plan");
+            let plan: Vec<String> = statement
+                .query_map(
+                    rusqlite::params_from_iter([0_i64, 1, 1].into_iter().take(statement.parameter_count())),
+                    |r| r.get(3),
+                )
+                .expect("plan")
+                .collect::<Result<_, _>>()
+                .expect("rows");
+            let plan = plan.join("; ");
+            assert!(plan.contains("SCAN b"), "{plan}");
+            assert!(plan.contains("SEARCH e USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"), "{plan}");
+            assert!(!plan.contains("AUTOMATIC") && !plan.contains("SCAN e"), "{plan}");
+        }
+    }
 }

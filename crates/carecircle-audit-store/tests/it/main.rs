@@ -44,3 +44,9 @@ both_backends!(
     a_reopened_log_continues_where_it_stopped,
     an_idle_log_signs_a_checkpoint_after_the_interval,
 );
+
+// SQLite only: its time summaries (PostgreSQL keeps a `recorded_ms` index).
+audit_suite!(sqlite_only, crate::fixture::sqlite;
+    altering_a_time_block_summary_is_named,
+    a_store_from_before_the_time_blocks_is_upgraded_and_verifies,
+);

@@ -385,3 +385,70 @@ pub async fn break_glass_uses_are_reviewed_once_and_the_review_is_kept(fixture: 
     assert!(fixture.exec("UPDATE break_glass_reviews SET outcome = 'justified'").await.is_err());
     assert!(fixture.exec("DELETE FROM break_glass_reviews").await.is_err());
 }
+
+/// SQLite keeps `recorded_ms` as one (least, greatest) row per 4,096 entries instead of a
+/// per-entry index: narrowing, widening or removing a block's row is found by `audit verify`.
+pub async fn altering_a_time_block_summary_is_named(fixture: &Fixture) {
+    let log = start(fixture, 1000);
+    fill(&log, 5000, 500).await;
+    let key = signer().verifier();
+    fixture.store.verify(&key).await.expect("storage").expect("intact before");
+    let summary = |seq| Tamper::IndexMismatch { seq, column: "recorded_ms block summary" };
+    let cases = [
+        // Narrowed so that a period report would skip the block's first entry.
+        ("UPDATE audit_time_blocks SET min_ms = min_ms + 1 WHERE block = 0", summary(0)),
+        ("UPDATE audit_time_blocks SET max_ms = max_ms + 1 WHERE block = 0", summary(0)),
+        ("DELETE FROM audit_time_blocks WHERE block = 0", summary(0)),
+        // The last, partial block: narrowing its end hides entry 4999 from reports.
+        ("UPDATE audit_time_blocks SET max_ms = max_ms - 1 WHERE block = 1", summary(4096)),
+        ("DELETE FROM audit_time_blocks WHERE block = 1", summary(4096)),
+    ];
+    for (sql, expected) in cases {
+        fixture.exec(sql).await.expect("tamper");
+        assert_eq!(verify_err(fixture).await, expected, "{sql}");
+        // Put the summaries back as they were written.
+        fixture
+            .exec(
+                "DELETE FROM audit_time_blocks; INSERT INTO audit_time_blocks (block, min_ms, max_ms) \
+                 SELECT seq >> 12, MIN(recorded_ms), MAX(recorded_ms) FROM audit_entries GROUP BY seq >> 12;",
+            )
+            .await
+            .expect("restore");
+        fixture.store.verify(&key).await.expect("storage").expect("intact again");
+    }
+}
+
+/// A store written before the time blocks (schema version 1: a `recorded_ms` index, no
+/// `audit_time_blocks`) is upgraded when opened: the rows are built from its entries, the index
+/// is dropped, the log verifies with the same root and the reports see the same entries.
+pub async fn a_store_from_before_the_time_blocks_is_upgraded_and_verifies(fixture: &Fixture) {
+    let log = start(fixture, 1000);
+    fill(&log, 9000, 1000).await;
+    let mut outside = record(9000, "dr-snoop", Some("p-outside"));
+    outside.in_care_relationship = Some(false);
+    log.append(vec![outside]).await.expect("append");
+    let before = log.verify().await.expect("storage").expect("intact");
+    drop(log);
+    // Back to version 1, as a store written by the previous release looks.
+    fixture
+        .exec(
+            "DROP TABLE audit_time_blocks; CREATE INDEX audit_entries_time ON audit_entries (recorded_ms); \
+             DELETE FROM audit_schema_migrations WHERE version = 3;",
+        )
+        .await
+        .expect("downgrade");
+    let store = fixture.reopen().await;
+    let after = store.verify(&signer().verifier()).await.expect("storage").expect("intact after the upgrade");
+    assert_eq!(
+        (after.count, after.root, after.checkpoints_checked),
+        (before.count, before.root, before.checkpoints_checked)
+    );
+    let unusual = store.unusual_access(Period { from_ms: T0 + 8999, until_ms: T0 + 9001 }, 1).await.expect("report");
+    assert_eq!(unusual.len(), 1);
+    assert_eq!((unusual[0].user_id.as_str(), unusual[0].persons_outside_care), ("dr-snoop", 1));
+    assert!(fixture.exec("DROP INDEX audit_entries_time").await.is_err(), "the per-entry time index is gone");
+    // Appending continues into the upgraded store.
+    let log = AuditLog::start(store, signer(), AuditLogConfig::default());
+    assert_eq!(log.append(vec![record(9001, "dr-a", None)]).await.expect("append"), 9001..9002);
+    assert_eq!(log.verify().await.expect("storage").expect("intact").count, 9002);
+}
