@@ -58,6 +58,11 @@ pub struct PolicyAccess {
     cache_person_facts: bool,
     person_cache: Mutex<HashMap<String, PersonFacts>>,
     generation: AtomicU64,
+    /// The store's write generation the person cache agrees with (`u64::MAX`: none yet). Any
+    /// write since (this process's, announced or not, or another process's, such as
+    /// `carecircle import` beside `serve`) drops the whole cache before it is used again: the
+    /// store cannot say whose write it was, and a stale permit is never acceptable.
+    store_seen: AtomicU64,
 }
 
 fn bare(reference: &str, resource_type: &str) -> String {
@@ -118,6 +123,7 @@ impl PolicyAccess {
             cache_person_facts,
             person_cache: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            store_seen: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -198,8 +204,19 @@ impl PolicyAccess {
         current
     }
 
+    /// Drops the person cache when the store was written since it was filled (see
+    /// `store_seen`). Without a write generation nothing may be cached.
+    fn forget_unannounced_writes(&self) -> bool {
+        let Some(now) = self.record.store().write_generation() else { return false };
+        if self.store_seen.swap(now, Ordering::SeqCst) != now {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            self.person_cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+        true
+    }
+
     async fn person_facts(&self, person: &str) -> Result<PersonFacts, RecordError> {
-        if self.cache_person_facts {
+        if self.cache_person_facts && self.forget_unannounced_writes() {
             if let Some(facts) = self.person_cache.lock().unwrap_or_else(|e| e.into_inner()).get(person) {
                 return Ok(facts.clone());
             }

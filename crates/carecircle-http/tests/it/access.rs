@@ -264,6 +264,35 @@ async fn a_withdrawn_consent_governs_the_very_next_request() {
     assert_eq!(get_as(&app, &gp, "/Condition/c1").await.status, StatusCode::OK);
 }
 
+/// A consent recorded by another process on the same embedded store (`carecircle import` while
+/// `serve` runs) is not announced to the server's caches, and still governs the next request.
+#[tokio::test]
+async fn a_consent_written_by_another_process_governs_the_very_next_request() {
+    use carecircle_record::{Caller, Record};
+    use carecircle_store::Store;
+    let app = partnership().await;
+    let gp = user(&app, "gp-user");
+    for _ in 0..2 {
+        assert_eq!(get_as(&app, &gp, "/Condition/c1").await.status, StatusCode::OK, "facts now cached");
+    }
+    let other = carecircle_store_sqlite::SqliteStore::open_dir(app.data_dir()).expect("a second process's store");
+    other.migrate().await.expect("migrate");
+    let elsewhere = Record::new(std::sync::Arc::new(other));
+    let objection = ConsentSpec::new(
+        "consent-joe-import",
+        "joe",
+        "hospital",
+        "2026-01-05T10:00:00Z",
+        ProvisionSpec::deny().sectors(&[Sector::PrimaryCare]),
+    )
+    .to_resource();
+    elsewhere
+        .update(&Caller { custodian: HOSPITAL.into() }, "Consent", "consent-joe-import", objection, None)
+        .await
+        .expect("written by another process");
+    assert_outcome(&get_as(&app, &gp, "/Condition/c1").await, StatusCode::FORBIDDEN, None, "not permitted");
+}
+
 #[tokio::test]
 async fn break_glass_widens_access_as_the_agreement_allows_and_is_flagged() {
     let app = partnership().await;

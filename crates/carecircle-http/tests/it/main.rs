@@ -126,6 +126,11 @@ impl TestApp {
         .await;
     }
 
+    /// The data directory of the app's embedded store, for a second process's view of it.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// A bearer header value for `token`.
     pub fn bearer(token: &str) -> String {
         format!("Bearer {token}")
