@@ -142,13 +142,17 @@ pub async fn status(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     require_scope(&principal, Some("Subscription"), Interaction::Read)?;
-    let Some(Extension(notifier)) = notifier else { return Err(no_runtime()) };
     let session = state.record.session(&principal, meta(&headers, "$status"))?;
     let stored = session.read("Subscription", &id).await?;
     let body = stored.json().unwrap_or(Value::Null);
+    if is_query_based(&body) {
+        // Stored, never run, with or without the notifier.
+        let bundle = status_bundle(&state.config.base_url, &id, "", "error", 0, "query-status");
+        return Ok(fhir_response(StatusCode::OK, &bundle));
+    }
+    let Some(Extension(notifier)) = notifier else { return Err(no_runtime()) };
     let (status, events, topic) = match notifier.status(&id) {
         Some(report) => (report.status, report.events_since_start, report.topic),
-        None if is_query_based(&body) => ("error".to_string(), 0, String::new()),
         None => (
             body.get("status").and_then(Value::as_str).unwrap_or("off").to_string(),
             0,

@@ -94,7 +94,7 @@ async fn status_needs_the_notification_runtime() {
 }
 
 /// R4's query-based Subscriptions are valid R4 data: stored unchanged, never run, reported as
-/// `error` by `$status` when the notifier runs (and by the stored resource otherwise).
+/// `error` by `$status`.
 #[tokio::test]
 async fn a_query_based_r4_subscription_is_stored_unchanged_but_not_run() {
     let app = TestApp::new().await;
@@ -108,6 +108,11 @@ async fn a_query_based_r4_subscription_is_stored_unchanged_but_not_run() {
     let read = app.get("/Subscription/classic").await;
     assert_eq!(read.body["status"], "active");
     assert_eq!(read.body["criteria"], classic["criteria"]);
+    let status = app.get("/Subscription/classic/$status").await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.text);
+    let parameters = &status.body["entry"][0]["resource"]["parameter"];
+    let status_code = parameters.as_array().into_iter().flatten().find(|p| p["name"] == "status");
+    assert_eq!(status_code.map(|p| &p["valueCode"]), Some(&json!("error")), "never run: {}", status.text);
     // A criteria that looks like a topic URL but is not one of the server's is still refused.
     let mut unknown_topic = classic.clone();
     unknown_topic["id"] = json!("unknown-topic");
