@@ -114,6 +114,10 @@ impl Store for PublishingStore {
         self.inner.backend_name()
     }
 
+    fn write_generation(&self) -> Option<u64> {
+        self.inner.write_generation()
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         self.inner.migrate().await
     }
@@ -162,5 +166,46 @@ impl Store for PublishingStore {
 
     async fn history(&self, query: &HistoryQuery) -> Result<Page, StoreError> {
         self.inner.history(query).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use carecircle_store_sqlite::SqliteStore;
+    use serde_json::json;
+
+    struct Discard;
+
+    #[async_trait]
+    impl EventBus for Discard {
+        async fn publish(&self, _events: Vec<ChangeEvent>) {}
+    }
+
+    fn patient_write(id: &str) -> WriteOp {
+        WriteOp::Put {
+            resource_type: "Patient".into(),
+            id: id.into(),
+            resource: json!({"resourceType": "Patient", "id": id}),
+            index: Vec::new(),
+            custodian: Some("Organization/gp".into()),
+            expected_version: None,
+        }
+    }
+
+    /// The caches keyed by the write generation (principals, person facts) see the wrapped
+    /// store's counter through the wrapper, and it moves for writes made beside the wrapper.
+    #[tokio::test]
+    async fn the_wrapper_reports_the_wrapped_stores_write_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = SqliteStore::open_dir(dir.path()).unwrap();
+        inner.migrate().await.unwrap();
+        let publishing = PublishingStore::new(Arc::new(inner), Arc::new(Discard));
+        let before = publishing.write_generation().expect("the embedded store has a write generation");
+        let beside = SqliteStore::open_dir(dir.path()).unwrap();
+        beside.apply(vec![patient_write("p1")]).await.unwrap();
+        let after = publishing.write_generation().expect("still known");
+        assert_ne!(before, after, "a commit by another connection moves the generation seen through the wrapper");
+        assert_eq!(after, publishing.write_generation().unwrap(), "and nothing else does");
     }
 }

@@ -748,6 +748,12 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    /// Other servers and processes write the same database and PostgreSQL has no cheap counter
+    /// of commits, so nothing derived from stored data may be kept between requests.
+    fn write_generation(&self) -> Option<u64> {
+        None
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         migrate_schema(&self.pool).await.map_err(|e| backend(format!("migration: {e}")))
     }

@@ -173,13 +173,12 @@ pub trait Store: Send + Sync {
     /// A short name for logs and metrics (`sqlite`, `postgres`).
     fn backend_name(&self) -> &'static str;
 
-    /// A counter that changes after every write this object makes, when every write to the
-    /// stored data goes through this object (the embedded store, one serving process): callers
-    /// may keep what they derived from stored data for as long as the counter is unchanged.
-    /// `None` (the default) when other processes may write too, so nothing may be kept.
-    fn write_generation(&self) -> Option<u64> {
-        None
-    }
+    /// A counter that changes after every committed write to the stored data, whoever made it
+    /// (this object, another connection, another process): callers may keep what they derived
+    /// from stored data for as long as the counter is unchanged. `None` when the backend cannot
+    /// tell (PostgreSQL), so nothing may be kept. Required, not defaulted: a wrapper that
+    /// forgot to forward it would silently switch every cache off (or, worse, on).
+    fn write_generation(&self) -> Option<u64>;
 
     /// Brings the schema up to date. Idempotent.
     async fn migrate(&self) -> Result<(), StoreError>;
