@@ -98,7 +98,7 @@ pub fn resource_response(
     with_location: bool,
     preference: ReturnPreference,
 ) -> Response {
-    let mut response = match (preference, stored.json()) {
+    let mut response = match (preference, stored.body.as_deref()) {
         (ReturnPreference::Minimal, _) | (_, None) => status.into_response(),
         (ReturnPreference::OperationOutcome, _) => fhir_response(
             status,
@@ -107,7 +107,13 @@ pub fn resource_response(
                 stored.resource_type, stored.id, stored.version
             ))]),
         ),
-        (ReturnPreference::Representation, Some(body)) => fhir_response(status, &body),
+        // The stored body is the resource as the store serialised it (with its meta): sent as
+        // it is, not parsed and serialised again.
+        (ReturnPreference::Representation, Some(body)) => {
+            let mut response = (status, body.to_string()).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+            response
+        }
     };
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&etag(stored.version)) {

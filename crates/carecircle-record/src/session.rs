@@ -47,7 +47,9 @@ pub struct Candidate<'a> {
     pub id: &'a str,
     /// The partner that supplies it, `Organization/{id}`.
     pub custodian: Option<&'a str>,
-    /// Its content.
+    /// Its content. For reads of stored resources, only what the read decision looks at:
+    /// `meta` and the elements that name the person (`decision_view`); a rule that needs more of
+    /// a stored resource must add its element there.
     pub resource: &'a Value,
 }
 
@@ -143,13 +145,16 @@ pub struct Session<'a> {
     meta: RequestMeta,
 }
 
+/// The elements that say which person a resource is about, in the order [`person_of`] tries them.
+const PERSON_FIELDS: [&str; 7] = ["subject", "patient", "for", "beneficiary", "individual", "who", "owner"];
+
 /// The id of the person (`Patient`) a resource is about: the Patient itself, or the first
 /// `Patient/` reference among the elements the patient compartment is mostly defined by.
 pub fn person_of(resource_type: &str, id: &str, resource: &Value) -> Option<String> {
     if resource_type == "Patient" {
         return Some(id.to_string());
     }
-    for field in ["subject", "patient", "for", "beneficiary", "individual", "who", "owner"] {
+    for field in PERSON_FIELDS {
         let reference = match resource.get(field) {
             Some(Value::Array(items)) => items.first().and_then(|i| i.get("reference")),
             Some(item) => item.get("reference"),
@@ -160,6 +165,54 @@ pub fn person_of(resource_type: &str, id: &str, resource: &Value) -> Option<Stri
         }
     }
     None
+}
+
+/// What a read decision looks at in a stored resource (see [`Candidate::resource`]), parsed
+/// without building the rest of the body: `meta` (its security labels) and the
+/// [`PERSON_FIELDS`]. Parsing a whole body into a `Value` was most of a read's decision cost.
+/// A body that does not parse this way (it always should) is parsed whole.
+fn decision_view(stored: &StoredResource) -> Value {
+    use serde_json::value::RawValue;
+    #[derive(serde::Deserialize)]
+    struct Fields<'a> {
+        #[serde(borrow, default)]
+        meta: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        subject: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        patient: Option<&'a RawValue>,
+        #[serde(borrow, default, rename = "for")]
+        for_: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        beneficiary: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        individual: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        who: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        owner: Option<&'a RawValue>,
+    }
+    let Some(body) = stored.body.as_deref() else { return Value::Null };
+    let view = serde_json::from_str::<Fields>(body).ok().and_then(|fields| {
+        let mut view = serde_json::Map::new();
+        let named = [
+            ("meta", fields.meta),
+            ("subject", fields.subject),
+            ("patient", fields.patient),
+            ("for", fields.for_),
+            ("beneficiary", fields.beneficiary),
+            ("individual", fields.individual),
+            ("who", fields.who),
+            ("owner", fields.owner),
+        ];
+        for (name, raw) in named {
+            if let Some(raw) = raw {
+                view.insert(name.to_string(), serde_json::from_str(raw.get()).ok()?);
+            }
+        }
+        Some(Value::Object(view))
+    });
+    view.or_else(|| stored.json()).unwrap_or(Value::Null)
 }
 
 fn bare_org(reference: &str) -> String {
@@ -254,7 +307,7 @@ impl Session<'_> {
     }
 
     async fn decide_stored(&self, resources: &[StoredResource]) -> Result<Vec<(Verdict, Option<String>)>, RecordError> {
-        let bodies: Vec<Value> = resources.iter().map(|r| r.json().unwrap_or(Value::Null)).collect();
+        let bodies: Vec<Value> = resources.iter().map(decision_view).collect();
         let candidates: Vec<Candidate> = resources
             .iter()
             .zip(&bodies)
@@ -851,4 +904,52 @@ pub struct Guarded<T> {
     pub withheld: usize,
     /// Whether the total still counts exactly what the principal may see.
     pub total_known: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn stored(resource_type: &str, body: &Value) -> StoredResource {
+        StoredResource {
+            resource_type: resource_type.into(),
+            id: body["id"].as_str().unwrap_or("x").into(),
+            version: 1,
+            last_updated: 0,
+            deleted: false,
+            custodian: Some("Organization/gp".into()),
+            body: Some(body.to_string()),
+        }
+    }
+
+    /// The partial parse keeps exactly what the decision reads: the person and the labels come
+    /// out the same as from the whole body, for every person element and both shapes.
+    #[test]
+    fn the_decision_view_names_the_same_person_and_labels_as_the_whole_body() {
+        let labels =
+            json!({"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY"}]});
+        let mut cases = vec![json!({"resourceType": "Observation", "id": "o", "meta": labels, "status": "final",
+                                    "code": {"text": "x"}, "valueString": "{\"subject\": \"not me\"}"})];
+        for field in PERSON_FIELDS {
+            cases.push(json!({"resourceType": "X", "id": "a", "meta": labels, field: {"reference": "Patient/p1"}}));
+            cases.push(json!({"resourceType": "X", "id": "b", field: [{"reference": "Patient/p2/_history/3"}]}));
+            cases.push(json!({"resourceType": "X", "id": "c", field: {"reference": "Group/g"}, "owner": {"reference": "Patient/p3"}}));
+        }
+        for body in cases {
+            let whole = body.clone();
+            let view = decision_view(&stored("X", &body));
+            assert_eq!(person_of("X", "id", &view), person_of("X", "id", &whole), "{body}");
+            assert_eq!(view.get("meta"), whole.get("meta"), "{body}");
+            assert!(view.get("valueString").is_none() && view.get("code").is_none(), "only what the decision reads");
+        }
+        // A body the partial parse refuses (a duplicated element) is still decided on, whole.
+        let mut duplicated = stored("Observation", &json!({}));
+        duplicated.body = Some(
+            r#"{"resourceType":"Observation","subject":{"reference":"Patient/a"},"subject":{"reference":"Patient/a"}}"#
+                .into(),
+        );
+        assert_eq!(person_of("Observation", "o", &decision_view(&duplicated)).as_deref(), Some("a"));
+        assert_eq!(decision_view(&StoredResource { body: None, ..duplicated }), Value::Null);
+    }
 }

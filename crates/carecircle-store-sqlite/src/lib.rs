@@ -105,6 +105,25 @@ impl SqliteStore {
         .map_err(backend)?
     }
 
+    /// A point read (one row by primary key, a few pages, usually cached or memory-mapped) runs
+    /// on the caller's thread when a reader connection is free: handing it to the blocking pool
+    /// and back costs more than the read itself (two thread wake-ups per request under load).
+    /// When every reader is busy it goes to the pool like any other read.
+    async fn with_reader_point<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let start = self.inner.next_reader.fetch_add(1, Ordering::Relaxed);
+        let readers = &self.inner.readers;
+        for k in 0..readers.len() {
+            if let Ok(connection) = readers[(start + k) % readers.len()].try_lock() {
+                return f(&connection);
+            }
+        }
+        self.with_reader(f).await
+    }
+
     async fn with_writer<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -198,7 +217,7 @@ impl Store for SqliteStore {
 
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
         let (resource_type, id) = (resource_type.to_string(), id.to_string());
-        self.with_reader(move |connection| {
+        self.with_reader_point(move |connection| {
             connection
                 .prepare_cached(
                     "SELECT res_type, res_id, version, last_updated, deleted, custodian, body FROM resources WHERE res_type = ?1 AND res_id = ?2",
@@ -218,7 +237,7 @@ impl Store for SqliteStore {
         version: i64,
     ) -> Result<Option<StoredResource>, StoreError> {
         let (resource_type, id) = (resource_type.to_string(), id.to_string());
-        self.with_reader(move |connection| {
+        self.with_reader_point(move |connection| {
             connection
                 .prepare_cached(
                     "SELECT res_type, res_id, version, last_updated, deleted, custodian, body FROM resources WHERE res_type = ?1 AND res_id = ?2 AND version = ?3 \
