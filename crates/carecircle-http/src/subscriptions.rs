@@ -379,7 +379,10 @@ pub async fn ws_binding_token_type_post(
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
     if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
-        return Err(invalid_parameter("Parameters".into(), "the body of $get-ws-binding-token is a Parameters resource"));
+        return Err(invalid_parameter(
+            "Parameters".into(),
+            "the body of $get-ws-binding-token is a Parameters resource",
+        ));
     }
     let mut ids = Vec::new();
     for (i, parameter) in body.get("parameter").and_then(Value::as_array).into_iter().flatten().enumerate() {
@@ -418,7 +421,10 @@ async fn binding_token(
         ));
     }
     if ids.len() > MAX_TOKEN_SUBSCRIPTIONS {
-        return Err(invalid_parameter("id".into(), format!("at most {MAX_TOKEN_SUBSCRIPTIONS} subscriptions per token")));
+        return Err(invalid_parameter(
+            "id".into(),
+            format!("at most {MAX_TOKEN_SUBSCRIPTIONS} subscriptions per token"),
+        ));
     }
     if let Some(bad) = ids.iter().find(|id| !valid_id(id)) {
         return Err(invalid_parameter("id".into(), format!("'{bad}' is not a valid id")));
@@ -461,7 +467,9 @@ async fn binding_token(
         json!({"name": "expiration", "valueDateTime": expiration}),
     ];
     for id in &issued.subscriptions {
-        parameter.push(json!({"name": "subscription", "valueString": format!("{}/Subscription/{id}", state.config.base_url)}));
+        parameter.push(
+            json!({"name": "subscription", "valueString": format!("{}/Subscription/{id}", state.config.base_url)}),
+        );
     }
     parameter.push(json!({"name": "websocket-url", "valueUrl": websocket_url(&state.config.base_url)}));
     let mut response = fhir_response(StatusCode::OK, &json!({"resourceType": "Parameters", "parameter": parameter}));

@@ -392,7 +392,10 @@ mod tests {
         ]}}]});
         set_status_parameter(&mut bundle, "status", Value::String("active".into()));
         set_status_parameter(&mut bundle, "events-since-subscription-start", Value::String("7".into()));
-        assert_eq!(bundle["entry"][0]["resource"]["parameter"][0], serde_json::json!({"name": "status", "valueCode": "active"}));
+        assert_eq!(
+            bundle["entry"][0]["resource"]["parameter"][0],
+            serde_json::json!({"name": "status", "valueCode": "active"})
+        );
         assert_eq!(
             bundle["entry"][0]["resource"]["parameter"][1],
             serde_json::json!({"name": "events-since-subscription-start", "valueString": "7"})

@@ -59,12 +59,7 @@ async fn send_as(app: &TestApp, organisation: &str, method: Method, uri: &str, b
 }
 
 /// Creates a websocket Subscription as `organisation` and waits until the notifier has it active.
-async fn subscribe(
-    app: &TestApp,
-    notifier: &carecircle_notify::Notifier,
-    organisation: &str,
-    body: &Value,
-) -> String {
+async fn subscribe(app: &TestApp, notifier: &carecircle_notify::Notifier, organisation: &str, body: &Value) -> String {
     let created = send_as(app, organisation, Method::POST, "/Subscription", Some(body)).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let id = created.body["id"].as_str().expect("id").to_string();
@@ -134,7 +129,8 @@ fn notification_type(bundle: &Value) -> String {
 #[tokio::test]
 async fn a_binding_token_is_issued_only_to_the_subscriber() {
     let (app, notifier) = app().await;
-    let id = subscribe(&app, &notifier, HOSPITAL, &websocket_subscription("CarePlan?patient=Patient/joe", "id-only")).await;
+    let id =
+        subscribe(&app, &notifier, HOSPITAL, &websocket_subscription("CarePlan?patient=Patient/joe", "id-only")).await;
     let path = format!("/Subscription/{id}/$get-ws-binding-token");
 
     // Another partner may not even read the Subscription (its session's decision, audited).
@@ -157,7 +153,10 @@ async fn a_binding_token_is_issued_only_to_the_subscriber() {
     let left = expires - time::OffsetDateTime::now_utc();
     assert!(left > time::Duration::minutes(4) && left <= time::Duration::minutes(5), "default lifetime 5 minutes");
     assert_eq!(parameter(&issued.body, "subscription").unwrap()["valueString"], format!("{BASE}/Subscription/{id}"));
-    assert_eq!(parameter(&issued.body, "websocket-url").unwrap()["valueUrl"], "ws://carecircle.test/fhir/subscriptions/ws");
+    assert_eq!(
+        parameter(&issued.body, "websocket-url").unwrap()["valueUrl"],
+        "ws://carecircle.test/fhir/subscriptions/ws"
+    );
 
     // The type-level form names the subscriptions with id parameters.
     let by_parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "id", "valueId": id}]});
@@ -170,7 +169,8 @@ async fn a_binding_token_is_issued_only_to_the_subscriber() {
     assert_eq!(by_query.status, StatusCode::OK, "{}", by_query.text);
     let none = send_as(&app, HOSPITAL, Method::GET, "/Subscription/$get-ws-binding-token", None).await;
     assert_outcome(&none, StatusCode::BAD_REQUEST, Some("id"), "name the websocket Subscription");
-    let other_org = send_as(&app, HOUSING, Method::GET, &format!("/Subscription/$get-ws-binding-token?id={id}"), None).await;
+    let other_org =
+        send_as(&app, HOUSING, Method::GET, &format!("/Subscription/$get-ws-binding-token?id={id}"), None).await;
     assert_outcome(&other_org, StatusCode::FORBIDDEN, None, "not permitted");
 
     // A rest-hook subscription has no websocket to bind.
@@ -186,8 +186,13 @@ async fn a_binding_token_is_issued_only_to_the_subscriber() {
 
     // The CapabilityStatement offers the operation.
     let capability = app.get("/metadata").await.body;
-    let subscription =
-        capability["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Subscription").unwrap().clone();
+    let subscription = capability["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Subscription")
+        .unwrap()
+        .clone();
     assert!(subscription["operation"].as_array().unwrap().iter().any(|o| o["name"] == "get-ws-binding-token"));
 }
 
@@ -214,9 +219,12 @@ async fn a_bound_socket_gets_the_handshake_then_only_what_matches_and_its_subscr
 
     // Housing's plan for Joe matches the filter, but the hospital may not read it; the hospital's
     // plan for Bob does not match the filter. Neither is sent.
-    app.seed(HOUSING, json!({"resourceType": "CarePlan", "id": "housing-plan", "status": "active", "intent": "plan",
-                             "subject": {"reference": "Patient/joe"}}))
-        .await;
+    app.seed(
+        HOUSING,
+        json!({"resourceType": "CarePlan", "id": "housing-plan", "status": "active", "intent": "plan",
+                             "subject": {"reference": "Patient/joe"}}),
+    )
+    .await;
     let other = send_as(&app, HOSPITAL, Method::POST, "/CarePlan", Some(&care_plan("bob"))).await;
     assert_eq!(other.status, StatusCode::CREATED, "{}", other.text);
     let plan = send_as(&app, HOSPITAL, Method::POST, "/CarePlan", Some(&care_plan("joe"))).await;
@@ -247,7 +255,8 @@ async fn a_bound_socket_gets_the_handshake_then_only_what_matches_and_its_subscr
         .iter()
         .filter(|p| p["name"] == "delivery-attempt")
         .collect();
-    let part = |attempt: &Value, name: &str| attempt["part"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned();
+    let part =
+        |attempt: &Value, name: &str| attempt["part"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned();
     assert_eq!(attempts.len(), 2, "the handshake and one notification: {}", events.text);
     assert_eq!(part(attempts[0], "kind").unwrap()["valueCode"], "handshake");
     assert_eq!(part(attempts[1], "kind").unwrap()["valueCode"], "event-notification");
@@ -262,7 +271,8 @@ async fn unknown_used_and_expired_tokens_are_refused() {
     config.websocket_token_ttl = Duration::from_millis(1500);
     let (app, notifier) = app_with(config).await;
     let address = app.serve().await;
-    let id = subscribe(&app, &notifier, HOSPITAL, &websocket_subscription("CarePlan?patient=Patient/joe", "empty")).await;
+    let id =
+        subscribe(&app, &notifier, HOSPITAL, &websocket_subscription("CarePlan?patient=Patient/joe", "empty")).await;
 
     // Something else than a bind is answered, and the socket stays open.
     let mut socket = connect(address).await;
@@ -304,7 +314,8 @@ async fn unknown_used_and_expired_tokens_are_refused() {
 async fn two_sockets_bound_to_one_subscription_both_receive_until_they_close() {
     let (app, notifier) = app().await;
     let address = app.serve().await;
-    let id = subscribe(&app, &notifier, HOSPITAL, &websocket_subscription("CarePlan?patient=Patient/joe", "id-only")).await;
+    let id =
+        subscribe(&app, &notifier, HOSPITAL, &websocket_subscription("CarePlan?patient=Patient/joe", "id-only")).await;
     let mut sockets = Vec::new();
     for _ in 0..2 {
         let token = token(&app, HOSPITAL, &id).await;
