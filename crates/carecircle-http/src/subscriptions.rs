@@ -311,6 +311,9 @@ const MAX_TOKEN_SUBSCRIPTIONS: usize = 50;
 /// How long a websocket may stay open without binding to a subscription.
 const BIND_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How long writing one message to a websocket may take before the client counts as gone.
+const SEND_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The largest message a websocket client may send (a `bind-with-token` line is ~60 bytes).
 const MAX_CLIENT_MESSAGE: usize = 4096;
 
@@ -572,7 +575,9 @@ async fn serve_socket(notifier: Notifier, mut socket: WebSocket) {
             },
             outgoing = connection.next() => match outgoing {
                 Ok(text) => {
-                    if socket.send(Message::Text(text.as_ref().into())).await.is_err() {
+                    // A client that stops reading must not hold the connection for ever.
+                    let sent = tokio::time::timeout(SEND_WITHIN, socket.send(Message::Text(text.as_ref().into()))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
                         break;
                     }
                 }
