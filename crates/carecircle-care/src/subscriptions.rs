@@ -824,6 +824,12 @@ pub enum DeliveryOutcome {
         /// What went wrong (no personal data: status, timeout, connection refused).
         error: String,
     },
+    /// Written to the websockets bound to the subscription (none bound: `connections` is 0 and
+    /// the client sees the gap in event numbers). Never retried.
+    Websocket {
+        /// How many bound connections it was written to.
+        connections: u32,
+    },
 }
 
 /// One line of the delivery log: one attempt to deliver one notification.
@@ -861,7 +867,7 @@ impl DeliveryRecord {
         outcome: DeliveryOutcome,
     ) -> DeliveryRecord {
         let next_attempt_at = match outcome {
-            DeliveryOutcome::Delivered { .. } => None,
+            DeliveryOutcome::Delivered { .. } | DeliveryOutcome::Websocket { .. } => None,
             DeliveryOutcome::Failed { .. } => policy.delay_after(attempt).map(|d| attempted_at + d),
         };
         DeliveryRecord {

@@ -138,6 +138,8 @@ fn is_public(path: &str) -> bool {
             | "/audit/checkpoint"
             | "/audit/key"
             | "/audit/consistency"
+            // The websocket of the Subscriptions websocket channel: its binding token is its credential.
+            | crate::subscriptions::WEBSOCKET_PATH
     )
 }
 

@@ -87,6 +87,15 @@ pub fn router(record: Record, config: HttpConfig, auth: Arc<auth::AuthConfig>) -
         .route("/Patient/$ihe-pix", get(identity::patient_ihe_pix))
         .route("/Subscription/{id}/$status", get(subscriptions::status))
         .route("/Subscription/{id}/$events", get(subscriptions::events))
+        .route(
+            "/Subscription/$get-ws-binding-token",
+            get(subscriptions::ws_binding_token_type_get).post(subscriptions::ws_binding_token_type_post),
+        )
+        .route(
+            "/Subscription/{id}/$get-ws-binding-token",
+            get(subscriptions::ws_binding_token_instance).post(subscriptions::ws_binding_token_instance),
+        )
+        .route(subscriptions::WEBSOCKET_PATH, get(subscriptions::websocket))
         .route("/Communication/{id}/$acknowledge", axum::routing::post(subscriptions::acknowledge))
         .route("/Patient/$match-review", get(review::queue).post(review::decide))
         .route("/Organization/{id}/$upload-list", axum::routing::post(lists::upload))

@@ -1,7 +1,8 @@
 //! Rest-hook delivery: one queue per subscription, worked in order; each notification is POSTed
 //! to the endpoint with the subscription's headers, retried with exponential backoff
 //! ([`RetryPolicy`]) and logged attempt by attempt ([`DeliveryRecord`]). A subscription whose
-//! delivery gives up goes to status `error`; a successful handshake makes it `active`.
+//! delivery gives up goes to status `error`; a successful handshake makes it `active`. A websocket
+//! subscription's notifications are built the same way and written to its bound connections.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -38,7 +39,9 @@ pub(crate) async fn run_queue(
 ) {
     while let Some(outgoing) = receiver.recv().await {
         let parsed = live.parsed();
-        if parsed.channel.kind != ChannelType::RestHook {
+        let websocket = parsed.channel.kind == ChannelType::Websocket;
+        if websocket && matches!(outgoing, Outgoing::Handshake) {
+            // A websocket's handshake goes to each connection as it binds (`websocket.rs`).
             continue;
         }
         let status =
@@ -64,6 +67,11 @@ pub(crate) async fn run_queue(
                 notification_bundle(&target, events_since_start, events, &notification_id, now),
             ),
         };
+        if websocket {
+            crate::websocket::deliver(&inner, &subscription_id, kind, event_number, &notification_id, &bundle);
+            *live.last_sent.lock().unwrap_or_else(|e| e.into_inner()) = OffsetDateTime::now_utc();
+            continue;
+        }
         let delivered = deliver(&inner, &subscription_id, &parsed, kind, event_number, &notification_id, &bundle).await;
         *live.last_sent.lock().unwrap_or_else(|e| e.into_inner()) = OffsetDateTime::now_utc();
         match (kind, delivered) {
@@ -155,7 +163,7 @@ async fn deliver(
     }
 }
 
-fn log(inner: &Inner, record: DeliveryRecord) {
+pub(crate) fn log(inner: &Inner, record: DeliveryRecord) {
     let mut log = inner.log.lock().unwrap_or_else(|e| e.into_inner());
     log.push_back(record);
     while log.len() > inner.config.log_capacity {

@@ -4,7 +4,8 @@
 //!
 //! - keeps the live topic-based Subscriptions (`subscriptions`), checks every change against them
 //!   through the subscriber's access decision and delivers notification Bundles over rest-hook
-//!   with handshake, heartbeats, retries with backoff and a delivery log (`delivery`);
+//!   with handshake, heartbeats, retries with backoff and a delivery log (`delivery`), or to the
+//!   websockets bound to them with a binding token (`websocket`);
 //! - evaluates care-plan triggers when an Encounter is stored and raises, merges, escalates and
 //!   records alerts as `Communication`s kept in the store (`alerts`).
 //!
@@ -15,6 +16,7 @@ mod alerts;
 mod bus;
 mod delivery;
 mod subscriptions;
+mod websocket;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -25,6 +27,7 @@ use carecircle_record::{ChangeEvent, Record};
 pub use alerts::{AlertView, ALERT_CATEGORY_CODE, ALERT_STATE_EXTENSION};
 pub use bus::{EventStream, InProcessBus};
 pub use subscriptions::SubscriptionStatusReport;
+pub use websocket::{BindError, WsConnection, WsToken, WsTokenError};
 
 /// How the runtime behaves.
 #[derive(Debug, Clone)]
@@ -45,6 +48,11 @@ pub struct NotifyConfig {
     pub request_timeout: std::time::Duration,
     /// Lines of the delivery log kept in memory.
     pub log_capacity: usize,
+    /// How long a websocket binding token (`$get-ws-binding-token`) stays usable.
+    pub websocket_token_ttl: std::time::Duration,
+    /// Notifications queued for one websocket connection before it counts as too slow and is
+    /// closed.
+    pub websocket_queue: usize,
 }
 
 impl NotifyConfig {
@@ -59,6 +67,8 @@ impl NotifyConfig {
             alert_custodian: alert_custodian.into(),
             request_timeout: std::time::Duration::from_secs(10),
             log_capacity: 10_000,
+            websocket_token_ttl: std::time::Duration::from_secs(300),
+            websocket_queue: 1024,
         }
     }
 }
@@ -79,6 +89,8 @@ pub(crate) struct Inner {
     /// minute (another process may have changed it) or when this process sees an Organization
     /// change.
     pub(crate) directory: Mutex<Option<(std::time::Instant, Arc<carecircle_care::OrgDirectory>)>>,
+    /// Websocket binding tokens and bound connections.
+    pub(crate) ws: websocket::Hub,
 }
 
 impl Notifier {
@@ -100,6 +112,7 @@ impl Notifier {
                 live: RwLock::new(HashMap::new()),
                 log: Mutex::new(VecDeque::new()),
                 directory: Mutex::new(None),
+                ws: websocket::Hub::default(),
             }),
         })
     }

@@ -104,6 +104,7 @@ impl Notifier {
         let Some(id) = parsed.id.clone() else { return };
         if matches!(parsed.status, SubscriptionStatus::Off | SubscriptionStatus::Error) {
             self.inner.live.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            crate::websocket::unbind_subscription(&self.inner, &id);
             return;
         }
         if parsed.channel.kind == ChannelType::Websocket && parsed.status == SubscriptionStatus::Requested {
@@ -111,7 +112,15 @@ impl Notifier {
         }
         let mut live = self.inner.live.write().unwrap_or_else(|e| e.into_inner());
         if let Some(existing) = live.get(&id) {
-            *existing.parsed.lock().unwrap_or_else(|e| e.into_inner()) = parsed;
+            let mut current = existing.parsed.lock().unwrap_or_else(|e| e.into_inner());
+            let rebind = current.channel.kind != parsed.channel.kind || current.subscriber != parsed.subscriber;
+            *current = parsed;
+            drop(current);
+            drop(live);
+            if rebind {
+                // Connections bound for the old channel or subscriber have no business here now.
+                crate::websocket::unbind_subscription(&self.inner, &id);
+            }
             return;
         }
         let requested = parsed.status == SubscriptionStatus::Requested;
@@ -133,6 +142,7 @@ impl Notifier {
     pub(crate) async fn on_subscription_change(&self, event: &ChangeEvent) {
         if event.interaction == ChangeInteraction::Delete {
             self.inner.live.write().unwrap_or_else(|e| e.into_inner()).remove(&event.id);
+            crate::websocket::unbind_subscription(&self.inner, &event.id);
             return;
         }
         match self.inner.record.store().read_version("Subscription", &event.id, event.version).await {

@@ -85,6 +85,9 @@ struct ServeArgs {
     /// Hours within which repeats of the same event alert are merged instead of re-sent.
     #[arg(long, default_value_t = 24)]
     alert_merge_hours: i64,
+    /// Seconds a websocket binding token (`Subscription/$get-ws-binding-token`) stays usable.
+    #[arg(long, default_value_t = 300)]
+    ws_token_seconds: u64,
 }
 
 #[derive(Subcommand)]
@@ -213,6 +216,7 @@ async fn serve(
     let mut notify_config = carecircle_notify::NotifyConfig::new(base_url.clone(), default_custodian.clone());
     notify_config.alerts.acknowledge_within = time::Duration::minutes(args.alert_ack_minutes.max(1));
     notify_config.alerts.merge_window = time::Duration::hours(args.alert_merge_hours.max(0));
+    notify_config.websocket_token_ttl = std::time::Duration::from_secs(args.ws_token_seconds.clamp(1, 3600));
     let notifier = carecircle_notify::Notifier::new(record.clone(), notify_config).map_err(anyhow::Error::msg)?;
     let _notify_task = notifier.start(events).await.map_err(anyhow::Error::msg)?;
     let config = HttpConfig {

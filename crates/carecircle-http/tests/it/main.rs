@@ -14,6 +14,7 @@ mod lists;
 mod pdqm;
 mod search;
 mod subscriptions;
+mod websocket;
 
 use std::sync::Arc;
 
@@ -26,7 +27,8 @@ use carecircle_audit_store::{load_or_create_signer, AuditLog, AuditLogConfig, Au
 use carecircle_auth::{SigningKey, TokenRequest, DEV_ISSUER};
 use carecircle_http::auth::AuthConfig;
 use carecircle_http::{router, HttpConfig, DEFAULT_MAX_BODY_BYTES};
-use carecircle_record::{Caller, Guard, PolicyAccess, Record};
+use carecircle_notify::{EventStream, InProcessBus, Notifier, NotifyConfig};
+use carecircle_record::{Caller, Guard, PolicyAccess, PublishingStore, Record};
 use carecircle_store::Store;
 use carecircle_store_sqlite::SqliteStore;
 use http_body_util::BodyExt;
@@ -66,10 +68,28 @@ impl TestApp {
     }
 
     pub async fn with_limit(max_body_bytes: usize) -> TestApp {
+        TestApp::build(max_body_bytes, None).await.0
+    }
+
+    /// An app whose writes are published on an in-process bus to a running notifier (as `serve`
+    /// runs it), with the notifier reachable by the handlers.
+    pub async fn with_notifier(config: NotifyConfig) -> (TestApp, Notifier) {
+        let (app, notifier) = TestApp::build(DEFAULT_MAX_BODY_BYTES, Some(config)).await;
+        (app, notifier.expect("a notifier"))
+    }
+
+    async fn build(max_body_bytes: usize, notify: Option<NotifyConfig>) -> (TestApp, Option<Notifier>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open_dir(dir.path()).expect("open store");
         store.migrate().await.expect("migrate");
         let store: Arc<dyn Store> = Arc::new(store);
+        let (store, events): (Arc<dyn Store>, Option<EventStream>) = match notify {
+            Some(_) => {
+                let (bus, events) = InProcessBus::new();
+                (Arc::new(PublishingStore::new(store, Arc::new(bus))), Some(events))
+            }
+            None => (store, None),
+        };
         let unguarded = Record::new(store.clone());
         let partnership = Caller { custodian: PARTNERSHIP.into() };
         unguarded
@@ -95,7 +115,25 @@ impl TestApp {
         let dev_key = SigningKey::generate();
         let auth = AuthConfig::new(BASE, SigningKey::generate(), Some(dev_key.clone()), Vec::new());
         let default_token = TestApp::mint_with(&dev_key, TestApp::system_request(PARTNERSHIP));
-        TestApp { router: router(record.clone(), config, Arc::new(auth)), _dir: dir, record, dev_key, default_token }
+        let mut router = router(record.clone(), config, Arc::new(auth));
+        let mut running = None;
+        if let (Some(notify), Some(events)) = (notify, events) {
+            let notifier = Notifier::new(record.clone(), notify).expect("notifier");
+            notifier.start(events).await.expect("start the notifier");
+            router = router.layer(axum::Extension(notifier.clone()));
+            running = Some(notifier);
+        }
+        (TestApp { router, _dir: dir, record, dev_key, default_token }, running)
+    }
+
+    /// Serves the app on a loopback port (for clients that need a real connection, such as
+    /// websockets) and answers its address.
+    pub async fn serve(&self) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let router = self.router.clone();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        address
     }
 
     fn mint_with(key: &SigningKey, request: TokenRequest) -> String {

@@ -4,6 +4,7 @@
 
 mod alerts;
 mod subscriptions;
+mod websocket;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
