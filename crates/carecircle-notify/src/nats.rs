@@ -559,6 +559,60 @@ mod tests {
         assert_eq!(redacted("127.0.0.1:4222"), "127.0.0.1:4222");
     }
 
+    /// A NATS JetStream server on 127.0.0.1:4222, as on every machine here and in CI.
+    const NATS: &str = "nats://127.0.0.1:4222";
+
+    fn unique_stream() -> String {
+        format!("carecircle-unit-{}", uuid::Uuid::new_v4().simple())
+    }
+
+    #[tokio::test]
+    async fn one_process_at_a_time_holds_the_heartbeat_lease() {
+        let stream = unique_stream();
+        let first = NatsEvents::connect(NATS, &stream).await.expect("NATS on 127.0.0.1:4222");
+        let second = NatsEvents::connect(NATS, &stream).await.expect("NATS");
+        let (mine, theirs) = (Mutex::new(None), Mutex::new(None));
+        assert!(first.hold_lease(&mine).await, "the first to ask takes it");
+        assert!(!second.hold_lease(&theirs).await, "held by another");
+        assert!(first.hold_lease(&mine).await, "the holder renews it");
+        assert!(!second.hold_lease(&theirs).await);
+        // The holder stops (its lease is gone, as after expiry): the other takes over.
+        first.lease.purge(LEASE_KEY).await.expect("purge");
+        assert!(second.hold_lease(&theirs).await, "taken over");
+        assert!(!first.hold_lease(&mine).await, "the old holder's revision is stale");
+        first.delete().await.expect("clean up");
+    }
+
+    #[tokio::test]
+    async fn a_version_published_twice_is_stored_once() {
+        let stream = unique_stream();
+        let nats = NatsEvents::connect(NATS, &stream).await.expect("NATS on 127.0.0.1:4222");
+        let bus = nats.bus();
+        let event = |version| ChangeEvent {
+            resource_type: "CarePlan".into(),
+            id: "p1".into(),
+            version,
+            interaction: ChangeInteraction::Update,
+            custodian: None,
+            last_updated: 0,
+        };
+        bus.publish(vec![event(1), event(2)]).await;
+        bus.publish(vec![event(2)]).await;
+        assert_eq!(bus.backlog(), 0);
+        assert_eq!(nats.stored_events().await.expect("stream"), 2, "the retried version is a duplicate");
+        nats.delete().await.expect("clean up");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_a_clear_error_without_credentials() {
+        let error = NatsEvents::connect("nats://carecircle:s3cret@127.0.0.1:1", "carecircle-events")
+            .await
+            .err()
+            .expect("nothing listens on port 1");
+        assert!(error.contains("cannot connect to NATS at nats://127.0.0.1:1"), "{error}");
+        assert!(!error.contains("s3cret"), "{error}");
+    }
+
     #[test]
     fn stream_names_are_checked() {
         assert!(valid_stream_name("carecircle-events"));
