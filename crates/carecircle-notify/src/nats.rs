@@ -198,6 +198,13 @@ impl NatsEvents {
         Ok(info.state.messages)
     }
 
+    /// Events of the work queue not yet acknowledged: waiting to be taken, or taken and not yet
+    /// done.
+    pub async fn outstanding_events(&self) -> Result<u64, String> {
+        let info = self.work.get_info().await.map_err(|e| format!("reading the work-queue consumer: {e}"))?;
+        Ok(info.num_pending + info.num_ack_pending as u64)
+    }
+
     /// Tries to take or renew the heartbeat lease; true while this process holds it.
     async fn hold_lease(&self, revision: &Mutex<Option<u64>>) -> bool {
         let held = *revision.lock().unwrap_or_else(|e| e.into_inner());

@@ -204,7 +204,7 @@ async fn open_store(storage: &StorageArgs) -> anyhow::Result<Arc<dyn Store>> {
 /// Where the notifier reads change events from.
 enum Events {
     InProcess(carecircle_notify::EventStream),
-    Nats(carecircle_notify::NatsEvents),
+    Nats(Box<carecircle_notify::NatsEvents>),
 }
 
 async fn serve(
@@ -230,7 +230,7 @@ async fn serve(
             if storage.database.is_none() {
                 tracing::warn!("--nats with the embedded SQLite store: only one process can serve it");
             }
-            (Arc::new(nats.bus()), Events::Nats(nats))
+            (Arc::new(nats.bus()), Events::Nats(Box::new(nats)))
         }
         None => {
             let (bus, stream) = carecircle_notify::InProcessBus::new();
@@ -246,7 +246,7 @@ async fn serve(
     let notifier = carecircle_notify::Notifier::new(record.clone(), notify_config).map_err(anyhow::Error::msg)?;
     let _notify_task = match events {
         Events::InProcess(stream) => notifier.start(stream).await,
-        Events::Nats(nats) => notifier.start_nats(nats).await,
+        Events::Nats(nats) => notifier.start_nats(*nats).await,
     }
     .map_err(anyhow::Error::msg)?;
     let config = HttpConfig {

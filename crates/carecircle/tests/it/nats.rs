@@ -332,5 +332,10 @@ async fn two_processes_on_nats_notify_and_alert_exactly_once() {
     assert_eq!(stored[0]["meta"]["versionId"], "2");
     assert_eq!(alert_state(&stored[0])["occurrences"], 2);
     assert_eq!(received.lock().unwrap().len(), 11, "encounters and alerts are not care-plan changes");
+
+    // Every event was handled and acknowledged (none left to be handed out again).
+    let nats = carecircle_notify::NatsEvents::connect(NATS, &cleanup.stream).await.expect("NATS");
+    eventually(work, "every event is acknowledged", async || nats.outstanding_events().await == Ok(0)).await;
+    assert!(nats.stored_events().await.unwrap() >= 14, "plans, subscription changes and encounters went through NATS");
     drop((a, b));
 }
