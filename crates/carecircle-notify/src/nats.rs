@@ -94,6 +94,12 @@ impl NatsEvents {
     /// work-queue consumer and its lease bucket exist. Fails (without retrying) when NATS cannot
     /// be reached or has no JetStream; the error never contains the URL's credentials.
     pub async fn connect(url: &str, stream_name: &str) -> Result<NatsEvents, String> {
+        NatsEvents::connect_with_ack_wait(url, stream_name, ACK_WAIT).await
+    }
+
+    /// [`NatsEvents::connect`] with another acknowledgement wait for a new work-queue consumer
+    /// (tests; an existing consumer keeps its own).
+    pub async fn connect_with_ack_wait(url: &str, stream_name: &str, ack_wait: Duration) -> Result<NatsEvents, String> {
         if !valid_stream_name(stream_name) {
             return Err(format!("the NATS stream name '{stream_name}' may only contain letters, digits, '-' and '_'"));
         }
@@ -128,7 +134,7 @@ impl NatsEvents {
                     // Events written before the first server started were never meant for it.
                     deliver_policy: consumer::DeliverPolicy::New,
                     ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: ACK_WAIT,
+                    ack_wait,
                     max_ack_pending: 20_000,
                     ..Default::default()
                 },
@@ -203,6 +209,21 @@ impl NatsEvents {
     pub async fn outstanding_events(&self) -> Result<u64, String> {
         let info = self.work.get_info().await.map_err(|e| format!("reading the work-queue consumer: {e}"))?;
         Ok(info.num_pending + info.num_ack_pending as u64)
+    }
+
+    /// Takes up to `max` events from the work queue and never acknowledges them, as a process
+    /// that dies while handling them would (tests of redelivery). Returns how many it took.
+    #[doc(hidden)]
+    pub async fn take_and_abandon(&self, max: usize) -> Result<usize, String> {
+        let batch = self
+            .work
+            .fetch()
+            .max_messages(max)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .map_err(|e| format!("fetching: {e}"))?;
+        Ok(batch.filter(|m| std::future::ready(m.is_ok())).count().await)
     }
 
     /// Tries to take or renew the heartbeat lease; true while this process holds it.
@@ -413,7 +434,8 @@ impl Notifier {
         });
 
         let (ack_sender, ack_receiver) = mpsc::unbounded_channel();
-        tokio::spawn(self.clone().acknowledge_after_delivery(ack_receiver));
+        let progress_every = (nats.work.cached_info().config.ack_wait / 3).max(Duration::from_millis(100));
+        tokio::spawn(self.clone().acknowledge_after_delivery(ack_receiver, progress_every));
 
         let worker = self.clone();
         Ok(tokio::spawn(async move {
@@ -468,8 +490,12 @@ impl Notifier {
 
     /// Acknowledges handled events once the first delivery attempt of each of their
     /// notifications is in the delivery log (or the subscription is gone), telling NATS that work
-    /// is in progress meanwhile.
-    async fn acknowledge_after_delivery(self, mut receiver: mpsc::UnboundedReceiver<PendingAck>) {
+    /// is in progress meanwhile (every third of the consumer's acknowledgement wait).
+    async fn acknowledge_after_delivery(
+        self,
+        mut receiver: mpsc::UnboundedReceiver<PendingAck>,
+        progress_every: Duration,
+    ) {
         let mut pending: Vec<PendingAck> = Vec::new();
         let mut interval = tokio::time::interval(Duration::from_millis(10));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -492,7 +518,7 @@ impl Notifier {
                                 tracing::warn!(%error, "acknowledging a change event failed; it may be handled again");
                             }
                         } else {
-                            if ack.last_progress.elapsed() > ACK_WAIT / 3 {
+                            if ack.last_progress.elapsed() > progress_every {
                                 let _ = ack.acker.ack_with(jetstream::AckKind::Progress).await;
                                 ack.last_progress = Instant::now();
                             }

@@ -22,7 +22,7 @@ fn organisation(id: &str, sector: &str) -> Value {
 
 /// Joe's plan: when he attends the emergency department, the crisis team is told, first its duty
 /// worker, then its manager, each with `ack_seconds` to acknowledge.
-fn plan(ack_seconds: u32) -> Value {
+pub(crate) fn plan(ack_seconds: u32) -> Value {
     json!({
         "resourceType": "CarePlan", "id": "plan-joe", "status": "active", "intent": "plan",
         "subject": {"reference": "Patient/joe"},
@@ -45,7 +45,7 @@ fn plan(ack_seconds: u32) -> Value {
     })
 }
 
-fn ed_encounter() -> Value {
+pub(crate) fn ed_encounter() -> Value {
     json!({"resourceType": "Encounter", "status": "in-progress",
            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "EMER"},
            "subject": {"reference": "Patient/joe"}})
@@ -73,7 +73,7 @@ fn carecircle_notify_alert_id(key: &str) -> String {
     format!("alert-{hash:016x}")
 }
 
-async fn wait_for_alert(notifier: &Notifier, done: impl Fn(&AlertView) -> bool) -> AlertView {
+pub(crate) async fn wait_for_alert(notifier: &Notifier, done: impl Fn(&AlertView) -> bool) -> AlertView {
     for _ in 0..300 {
         if let Some(view) = the_alert(notifier).await {
             if done(&view) {
