@@ -536,8 +536,15 @@ impl Notifier {
     fn highest_attempted(&self, pending: &[PendingAck]) -> HashMap<String, u64> {
         let mut wanted: HashMap<String, u64> =
             pending.iter().flat_map(|p| p.waits.iter().map(|(id, _)| (id.clone(), 0))).collect();
+        // Only attempts made since the oldest waiting event was taken (less a generous margin for
+        // the time handling it took) can count: the log is read newest first up to there.
+        let oldest = pending.iter().map(|p| p.since.elapsed()).max().unwrap_or_default();
+        let cutoff = time::Duration::try_from(oldest + Duration::from_secs(600))
+            .ok()
+            .and_then(|back| time::OffsetDateTime::now_utc().checked_sub(back))
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         let log = self.inner.log.lock().unwrap_or_else(|e| e.into_inner());
-        for record in log.iter() {
+        for record in log.iter().rev().take_while(|r| r.attempted_at >= cutoff) {
             if let Some(highest) = wanted.get_mut(&record.subscription_id) {
                 *highest = (*highest).max(record.event_number);
             }
