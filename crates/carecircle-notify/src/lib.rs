@@ -9,12 +9,16 @@
 //! - evaluates care-plan triggers when an Encounter is stored and raises, merges, escalates and
 //!   records alerts as `Communication`s kept in the store (`alerts`).
 //!
+//! Events reach it through the in-process bus (one server) or through NATS JetStream (`nats`:
+//! several server processes sharing one database, each event handled by one of them).
+//!
 //! The pure rules are `carecircle-care`'s; this crate does the I/O and the scheduling. See
 //! `docs/subscriptions.md`.
 
 mod alerts;
 mod bus;
 mod delivery;
+mod nats;
 mod subscriptions;
 mod websocket;
 
@@ -26,6 +30,7 @@ use carecircle_record::{ChangeEvent, Record};
 
 pub use alerts::{AlertView, ALERT_CATEGORY_CODE, ALERT_STATE_EXTENSION};
 pub use bus::{EventStream, InProcessBus};
+pub use nats::{NatsBus, NatsEvents};
 pub use subscriptions::SubscriptionStatusReport;
 pub use websocket::{BindError, WsConnection, WsToken, WsTokenError};
 

@@ -88,6 +88,15 @@ struct ServeArgs {
     /// Seconds a websocket binding token (`Subscription/$get-ws-binding-token`) stays usable.
     #[arg(long, default_value_t = 300)]
     ws_token_seconds: u64,
+    /// Send change events through NATS JetStream at this URL (nats://host:4222) instead of the
+    /// in-process bus, so that several `serve` processes sharing one PostgreSQL database deliver
+    /// each notification and raise each alert once. NATS must be reachable at start-up.
+    #[arg(long, value_name = "URL", env = "CARECIRCLE_NATS_URL")]
+    nats: Option<String>,
+    /// The JetStream stream of change events (created if missing; letters, digits, '-', '_').
+    /// Every process of one deployment must name the same stream.
+    #[arg(long, value_name = "NAME", default_value = "carecircle-events", env = "CARECIRCLE_NATS_STREAM")]
+    nats_stream: String,
 }
 
 #[derive(Subcommand)]
@@ -195,6 +204,12 @@ async fn open_store(storage: &StorageArgs) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store)
 }
 
+/// Where the notifier reads change events from.
+enum Events {
+    InProcess(carecircle_notify::EventStream),
+    Nats(Box<carecircle_notify::NatsEvents>),
+}
+
 async fn serve(
     store: Arc<dyn Store>,
     storage: &StorageArgs,
@@ -208,9 +223,24 @@ async fn serve(
     carecircle_http::init_metrics();
     let origin = guard::audit_origin(&base_url)?;
     // Every committed write is announced on the event bus; the notifier turns changes into
-    // subscription notifications and care-plan alerts.
-    let (bus, events) = carecircle_notify::InProcessBus::new();
-    let store: Arc<dyn Store> = Arc::new(carecircle_record::PublishingStore::new(store, Arc::new(bus)));
+    // subscription notifications and care-plan alerts. With --nats the bus is a JetStream stream
+    // shared by every process of the deployment; otherwise an in-process queue.
+    let (bus, events): (Arc<dyn carecircle_record::EventBus>, Events) = match &args.nats {
+        Some(url) => {
+            let nats =
+                carecircle_notify::NatsEvents::connect(url, &args.nats_stream).await.map_err(anyhow::Error::msg)?;
+            tracing::info!(stream = nats.stream_name(), "change events go through NATS JetStream");
+            if storage.database.is_none() {
+                tracing::warn!("--nats with the embedded SQLite store: only one process can serve it");
+            }
+            (Arc::new(nats.bus()), Events::Nats(Box::new(nats)))
+        }
+        None => {
+            let (bus, stream) = carecircle_notify::InProcessBus::new();
+            (Arc::new(bus), Events::InProcess(stream))
+        }
+    };
+    let store: Arc<dyn Store> = Arc::new(carecircle_record::PublishingStore::new(store, bus));
     let record =
         guard::guarded_record(store, storage, key_dir, &origin, args.consent_scheme, &default_custodian).await?;
     let mut notify_config = carecircle_notify::NotifyConfig::new(base_url.clone(), default_custodian.clone());
@@ -218,7 +248,11 @@ async fn serve(
     notify_config.alerts.merge_window = time::Duration::hours(args.alert_merge_hours.max(0));
     notify_config.websocket_token_ttl = std::time::Duration::from_secs(args.ws_token_seconds.clamp(1, 3600));
     let notifier = carecircle_notify::Notifier::new(record.clone(), notify_config).map_err(anyhow::Error::msg)?;
-    let _notify_task = notifier.start(events).await.map_err(anyhow::Error::msg)?;
+    let _notify_task = match events {
+        Events::InProcess(stream) => notifier.start(stream).await,
+        Events::Nats(nats) => notifier.start_nats(*nats).await,
+    }
+    .map_err(anyhow::Error::msg)?;
     let config = HttpConfig {
         base_url: base_url.clone(),
         max_body_bytes: args.max_body_bytes,

@@ -22,7 +22,7 @@ fn organisation(id: &str, sector: &str) -> Value {
 
 /// Joe's plan: when he attends the emergency department, the crisis team is told, first its duty
 /// worker, then its manager, each with `ack_seconds` to acknowledge.
-fn plan(ack_seconds: u32) -> Value {
+pub(crate) fn plan(ack_seconds: u32) -> Value {
     json!({
         "resourceType": "CarePlan", "id": "plan-joe", "status": "active", "intent": "plan",
         "subject": {"reference": "Patient/joe"},
@@ -45,7 +45,7 @@ fn plan(ack_seconds: u32) -> Value {
     })
 }
 
-fn ed_encounter() -> Value {
+pub(crate) fn ed_encounter() -> Value {
     json!({"resourceType": "Encounter", "status": "in-progress",
            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "EMER"},
            "subject": {"reference": "Patient/joe"}})
@@ -73,7 +73,7 @@ fn carecircle_notify_alert_id(key: &str) -> String {
     format!("alert-{hash:016x}")
 }
 
-async fn wait_for_alert(notifier: &Notifier, done: impl Fn(&AlertView) -> bool) -> AlertView {
+pub(crate) async fn wait_for_alert(notifier: &Notifier, done: impl Fn(&AlertView) -> bool) -> AlertView {
     for _ in 0..300 {
         if let Some(view) = the_alert(notifier).await {
             if done(&view) {
@@ -172,4 +172,48 @@ async fn alert_state_survives_into_another_process() {
     let second = TestRuntime::on(raw, second_dir.path(), Arc::new(GrantAccess::default()), test_config()).await;
     let view = wait_for_alert(&second.notifier, |v| v.contact_level == 1).await;
     assert_eq!(view.occurrences, 1);
+}
+
+#[tokio::test]
+async fn two_runtimes_ticking_on_one_store_escalate_each_alert_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw: Arc<dyn carecircle_store::Store> = {
+        let store = carecircle_store_sqlite::SqliteStore::open_dir(dir.path()).unwrap();
+        carecircle_store::Store::migrate(&store).await.unwrap();
+        Arc::new(store)
+    };
+    // Two server processes on one database, both looking for overdue alerts every 10 ms.
+    let mut eager = test_config();
+    eager.tick_every = std::time::Duration::from_millis(10);
+    let first = TestRuntime::on(raw.clone(), dir.path(), Arc::new(GrantAccess::default()), eager.clone()).await;
+    let second_dir = tempfile::tempdir().unwrap();
+    let second = TestRuntime::on(raw, second_dir.path(), Arc::new(GrantAccess::default()), eager).await;
+    setup(&first, 1).await;
+    first.write_as(HOSPITAL, ed_encounter()).await;
+    let view = wait_for_alert(&second.notifier, |v| v.status == AlertStatus::Unanswered).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // Raised, escalated to the manager, given up: three versions, however the ticks raced.
+    let history = first
+        .store
+        .history(&carecircle_store::HistoryQuery {
+            resource_type: Some("Communication".into()),
+            id: Some(view.id.clone()),
+            since: None,
+            count: 100,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    let levels: Vec<(i64, Value, Value)> = history
+        .entries
+        .iter()
+        .map(|e| {
+            let body = e.json().unwrap();
+            (e.version, body["status"].clone(), body["recipient"][1]["reference"].clone())
+        })
+        .collect();
+    assert_eq!(history.entries.len(), 3, "one raise, one escalation, one give-up: {levels:?}");
+    let last = the_alert(&first.notifier).await.unwrap();
+    assert_eq!((last.status, last.contact_level, last.occurrences), (AlertStatus::Unanswered, 1, 1));
 }

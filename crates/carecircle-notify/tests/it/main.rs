@@ -1,8 +1,9 @@
 //! Integration tests of the event runtime: a guarded record on its own SQLite directory, the
-//! in-process bus, a notifier with short retry and acknowledgement times, and a local rest-hook
-//! receiver on a loopback port that can be told to fail.
+//! in-process bus (NATS JetStream in `nats`), a notifier with short retry and acknowledgement
+//! times, and a local rest-hook receiver on a loopback port that can be told to fail.
 
 mod alerts;
+mod nats;
 mod subscriptions;
 mod websocket;
 

@@ -5,6 +5,7 @@ mod audit;
 mod link;
 mod lists;
 mod mllp;
+mod nats;
 
 use std::path::Path;
 use std::process::Command;
