@@ -4,7 +4,7 @@
 //! unacknowledged, give up when nobody answers).
 //!
 //! Every alert is kept in the store as a `Communication` (id `alert-` + a hash of its dedup key)
-//! addressed to the agency and its current contact, with the plan's activity attached and the
+//! held by the alerted agency's partner and addressed to the agency and its current contact, with the plan's activity attached and the
 //! alert's state in the extension [`ALERT_STATE_EXTENSION`]. Each change is written with the
 //! version it was computed from (`If-Match`), so several server processes sharing one database
 //! raise, merge, escalate and acknowledge each alert exactly once, and the state survives

@@ -39,7 +39,8 @@ pub struct NotifyConfig {
     pub tick_every: std::time::Duration,
     /// How Encounters are classified into trigger events.
     pub classifier: EventClassifier,
-    /// The custodian of the alert `Communication`s the runtime writes (the partnership).
+    /// The partnership: sender of every alert `Communication`, and its holder when the alerted
+    /// agency is not a registered organisation (otherwise the agency's partner holds it).
     pub alert_custodian: String,
     /// How long a rest-hook endpoint may take to answer when the subscription sets no timeout.
     pub request_timeout: std::time::Duration,
