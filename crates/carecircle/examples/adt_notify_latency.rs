@@ -387,5 +387,14 @@ async fn main() -> anyhow::Result<()> {
     );
     summary("ADT sent → notification received", latencies);
     summary("ADT sent → ACK received", acks.iter().map(|(ms, _)| *ms).collect());
+    // The receiver goes away with this process: end the subscription so the server does not
+    // keep retrying it (and deciding notifications for it) in the next run.
+    if let Some(id) = created["id"].as_str() {
+        let request = http.delete(format!("{}/Subscription/{id}", o.http)).bearer_auth(&subscriber);
+        let (status, answer) = fhir(request).await?;
+        if !(200..300).contains(&status) {
+            eprintln!("could not delete Subscription/{id}: {status} {answer}");
+        }
+    }
     Ok(())
 }
