@@ -281,7 +281,11 @@ async fn main() -> anyhow::Result<()> {
     if people.is_empty() {
         bail!("no hospital Patient with an NHS number is visible to {}", o.subscriber);
     }
-    println!("{} people: hospital Patients with an NHS number in {}'s care and visible to it", people.len(), o.subscriber);
+    println!(
+        "{} people: hospital Patients with an NHS number in {}'s care and visible to it",
+        people.len(),
+        o.subscriber
+    );
 
     let received = Arc::new(Mutex::new(Received::default()));
     let receiver = start_receiver(received.clone()).await?;

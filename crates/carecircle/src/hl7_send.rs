@@ -74,11 +74,15 @@ pub(crate) async fn send(args: &SendArgs) -> anyhow::Result<bool> {
     let mut all_accepted = true;
     for (path, messages) in batches {
         for (n, message) in messages.iter().enumerate() {
-            let ack = tokio::time::timeout(Duration::from_secs(args.timeout), client.send_and_read_ack(message.as_bytes()))
-                .await
-                .with_context(|| format!("{} message {}: no acknowledgement within {} s", path.display(), n + 1, args.timeout))?
-                .with_context(|| format!("{} message {}", path.display(), n + 1))?;
-            let mut line = format!("{} message {}: {} (control id {})", path.display(), n + 1, ack.code, ack.control_id);
+            let ack =
+                tokio::time::timeout(Duration::from_secs(args.timeout), client.send_and_read_ack(message.as_bytes()))
+                    .await
+                    .with_context(|| {
+                        format!("{} message {}: no acknowledgement within {} s", path.display(), n + 1, args.timeout)
+                    })?
+                    .with_context(|| format!("{} message {}", path.display(), n + 1))?;
+            let mut line =
+                format!("{} message {}: {} (control id {})", path.display(), n + 1, ack.code, ack.control_id);
             if let Some(code) = &ack.error_code {
                 line.push_str(&format!(", error {code}"));
             }

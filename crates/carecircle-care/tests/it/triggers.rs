@@ -187,7 +187,10 @@ fn an_ed_attendance_alerts_every_agency_that_agreed_a_response() {
     let crisis = &alerts[2];
     assert!(crisis.response_text.starts_with("Assess Joe in the emergency department"), "{}", crisis.response_text);
     let contacts: Vec<Option<&str>> = crisis.contacts.iter().map(|c| c.reference.as_deref()).collect();
-    assert_eq!(contacts, vec![Some("PractitionerRole/role-vale-mh-trust-04"), Some("PractitionerRole/role-vale-mh-trust-06"), None]);
+    assert_eq!(
+        contacts,
+        vec![Some("PractitionerRole/role-vale-mh-trust-04"), Some("PractitionerRole/role-vale-mh-trust-06"), None]
+    );
     assert_eq!(crisis.acknowledge_within, Some(time::Duration::minutes(30)));
     let coordinator = &alerts[1];
     assert_eq!(coordinator.contacts[0].reference.as_deref(), Some("PractitionerRole/role-vale-mh-trust-01"));

@@ -163,7 +163,8 @@ async fn an_ed_attendance_over_mllp_alerts_the_agencies_joes_plan_names() {
         assert_eq!(alert["subject"]["reference"], "Patient/pat-vale-mh-trust-joe");
         assert_eq!(alert["recipient"][0]["reference"], format!("Organization/{agency}"));
         assert_eq!(alert["recipient"][1]["reference"], first_contact, "{agency}: the plan's first contact");
-        let about: Vec<&str> = alert["about"].as_array().unwrap().iter().filter_map(|a| a["reference"].as_str()).collect();
+        let about: Vec<&str> =
+            alert["about"].as_array().unwrap().iter().filter_map(|a| a["reference"].as_str()).collect();
         assert!(about.contains(&"CarePlan/careplan-joe-crisis"), "{about:?}");
         assert!(about.iter().any(|a| a.starts_with("Encounter/")), "{about:?}");
         let response = alert["payload"][0]["contentString"].as_str().unwrap();
