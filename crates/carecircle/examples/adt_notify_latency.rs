@@ -360,6 +360,16 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // The receiver goes away with this process: end the subscription so the server does not
+    // keep retrying it (and deciding notifications for it) in the next run.
+    if let Some(id) = created["id"].as_str() {
+        let request = http.delete(format!("{}/Subscription/{id}", o.http)).bearer_auth(&subscriber);
+        let (status, answer) = fhir(request).await?;
+        if !(200..300).contains(&status) {
+            eprintln!("could not delete Subscription/{id}: {status} {answer}");
+        }
+    }
+
     let sent = sent.lock().unwrap_or_else(|e| e.into_inner());
     let received = received.lock().unwrap_or_else(|e| e.into_inner());
     let acks = acks.lock().unwrap_or_else(|e| e.into_inner());
@@ -369,8 +379,8 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|(visit, at)| received.at.get(visit).map(|r| r.duration_since(*at).as_secs_f64() * 1e3))
         .collect();
     let last_notified = sent
-        .iter()
-        .filter_map(|(visit, _)| received.at.get(visit))
+        .keys()
+        .filter_map(|visit| received.at.get(visit))
         .max()
         .map(|t| t.duration_since(started).as_secs_f64())
         .unwrap_or(f64::NAN);
@@ -391,14 +401,5 @@ async fn main() -> anyhow::Result<()> {
     );
     summary("ADT sent → notification received", latencies);
     summary("ADT sent → ACK received", acks.iter().map(|(ms, _)| *ms).collect());
-    // The receiver goes away with this process: end the subscription so the server does not
-    // keep retrying it (and deciding notifications for it) in the next run.
-    if let Some(id) = created["id"].as_str() {
-        let request = http.delete(format!("{}/Subscription/{id}", o.http)).bearer_auth(&subscriber);
-        let (status, answer) = fhir(request).await?;
-        if !(200..300).contains(&status) {
-            eprintln!("could not delete Subscription/{id}: {status} {answer}");
-        }
-    }
     Ok(())
 }
