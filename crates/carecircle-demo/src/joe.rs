@@ -510,15 +510,49 @@ fn contacts() -> Vec<Contact> {
     ]
 }
 
-fn response(agency: &str, text: &str) -> Value {
-    let name = orgs::org(agency).map_or("", |o| o.name);
-    json!({
-        "url": "response",
-        "extension": [
-            { "url": "agency", "valueReference": reference_display("Organization", agency, name) },
-            { "url": "text", "valueString": text },
-        ],
-    })
+/// Whom an alert for an agreed response goes to, in escalation order.
+#[derive(Clone, Copy)]
+enum Reach {
+    /// A member of staff (their PractitionerRole), by Practitioner id.
+    Staff(&'static str),
+    /// A telephone number (a team's duty line).
+    Phone(&'static str),
+}
+
+/// One agreed response: the agency, what it does, whom to alert (in escalation order) and how
+/// soon they must acknowledge.
+struct Agreed<'a> {
+    agency: &'a str,
+    text: &'a str,
+    contacts: &'a [Reach],
+    acknowledge_minutes: Option<u32>,
+}
+
+fn response(agreed: &Agreed<'_>) -> Value {
+    let name = orgs::org(agreed.agency).map_or("", |o| o.name);
+    let mut ext = vec![
+        json!({ "url": "agency", "valueReference": reference_display("Organization", agreed.agency, name) }),
+        json!({ "url": "text", "valueString": agreed.text }),
+    ];
+    for contact in agreed.contacts {
+        match *contact {
+            Reach::Staff(id) => {
+                if let Some(s) = staff(id) {
+                    let display = format!("{} ({})", s.display(), s.role.1);
+                    ext.push(json!({ "url": "contact",
+                                     "valueReference": reference_display("PractitionerRole", &s.role_id(), &display) }));
+                }
+            }
+            Reach::Phone(number) => {
+                ext.push(json!({ "url": "contact", "valueContactPoint": { "system": "phone", "value": number, "use": "work" } }));
+            }
+        }
+    }
+    if let Some(minutes) = agreed.acknowledge_minutes {
+        ext.push(json!({ "url": "acknowledge-within", "valueDuration": {
+            "value": minutes, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min" } }));
+    }
+    json!({ "url": "response", "extension": ext })
 }
 
 /// What sets a trigger off.
@@ -532,6 +566,14 @@ enum Trigger {
 }
 
 fn activity(trigger: Trigger, description: &str, responses: &[(&str, &str)]) -> Value {
+    let agreed: Vec<Agreed<'_>> = responses
+        .iter()
+        .map(|&(agency, text)| Agreed { agency, text, contacts: &[], acknowledge_minutes: None })
+        .collect();
+    activity_with(trigger, description, &agreed)
+}
+
+fn activity_with(trigger: Trigger, description: &str, responses: &[Agreed<'_>]) -> Value {
     let mut ext = Vec::new();
     match trigger {
         Trigger::Month(m) => {
@@ -552,10 +594,10 @@ fn activity(trigger: Trigger, description: &str, responses: &[(&str, &str)]) -> 
         }
     }
     let mut performers: Vec<&str> = Vec::new();
-    for (agency, text) in responses {
-        ext.push(response(agency, text));
-        if !performers.contains(agency) {
-            performers.push(agency);
+    for agreed in responses {
+        ext.push(response(agreed));
+        if !performers.contains(&agreed.agency) {
+            performers.push(agreed.agency);
         }
     }
     let mut detail = json!({
@@ -607,13 +649,47 @@ fn care_plan() -> Value {
                 (wk::ORG_HOUSING, "Review the neighbour dispute and offer mediation."),
             ],
         ),
-        activity(
+        // What the partners agreed at the June 2026 meeting: an emergency department attendance
+        // means Joe is in crisis, so his care coordinator, the crisis team and the police
+        // liaison team are all told at once, each with a named person to answer.
+        activity_with(
             Trigger::Event("ed-attendance", "Emergency department attendance"),
-            "Joe attends the emergency department.",
+            "Joe attends the emergency department. His care coordinator, the crisis team and the police \
+             mental-health liaison team are alerted at once, with this plan.",
             &[
-                (wk::ORG_HOSPITAL_ED, "Refer to liaison psychiatry and tell the crisis team before discharge."),
-                (wk::ORG_CRISIS_TEAM, "Contact Joe within 24 hours of discharge."),
-                (wk::ORG_MH_TRUST, "Care coordinator reviews this plan within a week."),
+                Agreed {
+                    agency: wk::ORG_HOSPITAL_ED,
+                    text: "Refer Joe to liaison psychiatry and do not discharge him before the crisis team has \
+                           assessed him or agreed the discharge.",
+                    contacts: &[Reach::Staff("prac-minsterford-hospital-04"), Reach::Phone("01632 960101")],
+                    acknowledge_minutes: Some(30),
+                },
+                Agreed {
+                    agency: wk::ORG_MH_TRUST,
+                    text: "Care coordinator calls the emergency department the same day, sees Joe within 72 hours \
+                           of discharge and reviews this plan with him within a week.",
+                    contacts: &[Reach::Staff(wk::JOE_CARE_COORDINATOR), Reach::Staff("prac-vale-mh-trust-02")],
+                    acknowledge_minutes: Some(240),
+                },
+                Agreed {
+                    agency: wk::ORG_CRISIS_TEAM,
+                    text: "Assess Joe in the emergency department before discharge; if he has left, contact him \
+                           within 24 hours.",
+                    contacts: &[
+                        Reach::Staff(wk::CRISIS_WORKER),
+                        Reach::Staff("prac-vale-mh-trust-06"),
+                        Reach::Phone("01632 960141"),
+                    ],
+                    acknowledge_minutes: Some(30),
+                },
+                Agreed {
+                    agency: wk::ORG_POLICE_MH_LIAISON,
+                    text: "Check for a linked police incident and tell the crisis team of any; the liaison \
+                           officer attends the emergency department if the police brought Joe in, and reviews the \
+                           address flag with the crisis team.",
+                    contacts: &[Reach::Staff(wk::POLICE_LIAISON_OFFICER), Reach::Staff("prac-northvale-police-03")],
+                    acknowledge_minutes: Some(60),
+                },
             ],
         ),
         activity(

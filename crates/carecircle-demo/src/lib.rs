@@ -316,6 +316,12 @@ pub mod well_known {
     /// Code system of `Flag.code`.
     pub const FLAG_CODE_SYSTEM: &str = "https://carecircle.example.org/fhir/CodeSystem/flag-code";
 
+    /// Identifier system naming a partner's HL7 v2 sending facility (MSH-4), by which
+    /// `carecircle serve --mllp` recognises the sender.
+    pub const HL7_FACILITY_SYSTEM: &str = "urn:carecircle:hl7v2:facility";
+    /// The hospital's HL7 v2 sending facility (MSH-4 of its patient administration system's ADT feed).
+    pub const HOSPITAL_HL7_FACILITY: &str = "MFH";
+
     /// Acute hospital (sector `acute`).
     pub const ORG_HOSPITAL: &str = "org-minsterford-hospital";
     /// The hospital's emergency department (child Organization, `partOf` the hospital).

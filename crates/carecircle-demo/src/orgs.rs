@@ -815,6 +815,14 @@ pub fn organization_resource(o: &OrgDef) -> Value {
     if let Some(parent) = o.parent {
         r["partOf"] = reference("Organization", parent);
     }
+    // The hospital's patient administration system sends ADT messages over MLLP.
+    if o.id == wk::ORG_HOSPITAL {
+        if let Some(identifiers) = r["identifier"].as_array_mut() {
+            identifiers.push(
+                json!({ "use": "secondary", "system": wk::HL7_FACILITY_SYSTEM, "value": wk::HOSPITAL_HL7_FACILITY }),
+            );
+        }
+    }
     r
 }
 

@@ -4,7 +4,7 @@
 //! unacknowledged, give up when nobody answers).
 //!
 //! Every alert is kept in the store as a `Communication` (id `alert-` + a hash of its dedup key)
-//! addressed to the agency and its current contact, with the plan's activity attached and the
+//! held by the alerted agency's partner and addressed to the agency and its current contact, with the plan's activity attached and the
 //! alert's state in the extension [`ALERT_STATE_EXTENSION`]. Each change is written with the
 //! version it was computed from (`If-Match`), so several server processes sharing one database
 //! raise, merge, escalate and acknowledge each alert exactly once, and the state survives
@@ -313,7 +313,6 @@ impl Notifier {
     async fn apply_to_alert(&self, dedup_key: &str, input: AlertInput) -> Result<Vec<AlertAction>, RecordError> {
         let record = &self.inner.record;
         let id = alert_id(dedup_key);
-        let caller = Caller { custodian: self.inner.config.alert_custodian.clone() };
         for _ in 0..5 {
             let stored = record.store().read("Communication", &id).await?;
             let (states, expected) = match &stored {
@@ -331,6 +330,7 @@ impl Notifier {
                 return Ok(actions);
             }
             let body = communication(&id, &after, &self.inner.config.alert_custodian);
+            let caller = Caller { custodian: self.alert_holder(&after.alert.agency).await? };
             match record.update(&caller, "Communication", &id, body, Some(expected)).await {
                 Ok(_) => {
                     for action in &actions {
@@ -349,6 +349,17 @@ impl Notifier {
             }
         }
         Ok(Vec::new())
+    }
+
+    /// Who holds an agency's alert: the partner the agency belongs to (a team's parent), so the
+    /// alerted agency's staff read and acknowledge it as their own record and nobody else's
+    /// access widens; the partnership when the agency is not a registered organisation.
+    async fn alert_holder(&self, agency: &OrgId) -> Result<String, RecordError> {
+        let directory = self.directory().await?;
+        Ok(match directory.get(agency) {
+            Some(_) => directory.partner_of(agency).reference(),
+            None => self.inner.config.alert_custodian.clone(),
+        })
     }
 
     /// Escalates every stored alert past its acknowledgement deadline (one level per tick).

@@ -47,7 +47,8 @@ pub struct NotifyConfig {
     pub tick_every: std::time::Duration,
     /// How Encounters are classified into trigger events.
     pub classifier: EventClassifier,
-    /// The custodian of the alert `Communication`s the runtime writes (the partnership).
+    /// The partnership: sender of every alert `Communication`, and its holder when the alerted
+    /// agency is not a registered organisation (otherwise the agency's partner holds it).
     pub alert_custodian: String,
     /// How long a rest-hook endpoint may take to answer when the subscription sets no timeout.
     pub request_timeout: std::time::Duration,
@@ -76,6 +77,14 @@ impl NotifyConfig {
             websocket_queue: 1024,
         }
     }
+}
+
+/// Change events decided or alerted at once by the runtime.
+const IN_FLIGHT: usize = 64;
+
+/// What handling an event left to do in event order: number and queue its notifications.
+enum Handled {
+    Notify(ChangeEvent, subscriptions::Prepared),
 }
 
 /// The running event runtime. Cheap to clone.
@@ -136,13 +145,54 @@ impl Notifier {
                 ticker.tick().await;
             }
         });
-        let handler = self.clone();
-        Ok(tokio::spawn(async move {
+        // Events are read in order; the deciding and alerting of up to `IN_FLIGHT` of them run at
+        // once (their reads and audit appends share commits), and their notifications are
+        // numbered and queued in event order by the consumer below.
+        let (ordered, mut in_order) = tokio::sync::mpsc::channel::<tokio::task::JoinHandle<Handled>>(IN_FLIGHT);
+        let reader = self.clone();
+        tokio::spawn(async move {
             while let Some(event) = stream.next().await {
-                handler.handle(event).await;
+                // A subscription's change applies before any later event is matched.
+                if event.resource_type == "Subscription" {
+                    reader.on_subscription_change(&event).await;
+                    continue;
+                }
+                let handled = reader.begin(event);
+                if ordered.send(handled).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let consumer = self.clone();
+        Ok(tokio::spawn(async move {
+            while let Some(handled) = in_order.recv().await {
+                match handled.await {
+                    Ok(Handled::Notify(event, prepared)) => consumer.enqueue_notifications(&event, prepared),
+                    Err(error) => tracing::error!(%error, "handling a change event failed"),
+                }
             }
             tick.abort();
         }))
+    }
+
+    /// Starts handling one (non-Subscription) event: bookkeeping that must follow event order
+    /// is done now (the partner directory, which subscriptions are live), the rest in a task
+    /// whose result the runtime consumes in order.
+    fn begin(&self, event: ChangeEvent) -> tokio::task::JoinHandle<Handled> {
+        let handler = self.clone();
+        if event.resource_type == "Organization" {
+            *self.inner.directory.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        let candidates = self.notification_candidates(&event);
+        tokio::spawn(async move {
+            let prepared = handler.prepare_notifications(&event, candidates).await;
+            if event.resource_type == "Encounter" {
+                if let Err(error) = handler.raise_alerts(&event).await {
+                    tracing::error!(%error, "evaluating care-plan triggers failed");
+                }
+            }
+            Handled::Notify(event, prepared)
+        })
     }
 
     /// Handles one change event: subscription bookkeeping, notifications, alerts.

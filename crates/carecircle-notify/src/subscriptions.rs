@@ -42,6 +42,13 @@ impl Live {
     }
 }
 
+/// The subscriptions an event is to be reported to, decided, and the version they are sent.
+#[derive(Default)]
+pub(crate) struct Prepared {
+    subscriptions: Vec<Arc<Live>>,
+    resource: Option<Value>,
+}
+
 /// What `Subscription/{id}/$status` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionStatusReport {
@@ -159,18 +166,36 @@ impl Notifier {
     /// Checks one change against every live subscription of its resource type and queues a
     /// notification for each that matches and whose subscriber may read the resource.
     pub(crate) async fn notify(&self, event: &ChangeEvent) {
-        let candidates: Vec<(String, Arc<Live>)> = {
-            let live = self.inner.live.read().unwrap_or_else(|e| e.into_inner());
-            live.iter()
-                .filter(|(_, l)| {
-                    let parsed = l.parsed.lock().unwrap_or_else(|e| e.into_inner());
-                    parsed.status == SubscriptionStatus::Active && parsed.topic.resource_type() == event.resource_type
-                })
-                .map(|(id, l)| (id.clone(), l.clone()))
-                .collect()
-        };
+        let candidates = self.notification_candidates(event);
+        let prepared = self.prepare_notifications(event, candidates).await;
+        self.enqueue_notifications(event, prepared);
+    }
+
+    /// The live, active subscriptions whose topic reports `event`'s resource type, as they are
+    /// now. Taken in event order (cheap, no I/O), so a subscription sees exactly the events
+    /// published after it went live, however the deciding runs concurrently.
+    pub(crate) fn notification_candidates(&self, event: &ChangeEvent) -> Vec<(String, Arc<Live>)> {
+        let live = self.inner.live.read().unwrap_or_else(|e| e.into_inner());
+        live.iter()
+            .filter(|(_, l)| {
+                let parsed = l.parsed.lock().unwrap_or_else(|e| e.into_inner());
+                parsed.status == SubscriptionStatus::Active && parsed.topic.resource_type() == event.resource_type
+            })
+            .map(|(id, l)| (id.clone(), l.clone()))
+            .collect()
+    }
+
+    /// Decides which `candidates` are told of `event`: the topic and filters match, and the
+    /// subscriber may read the version (its own session: decided and audited). Does the I/O, so
+    /// the runtime runs it for several events at once; numbering and queueing stay in order
+    /// ([`Notifier::enqueue_notifications`]).
+    pub(crate) async fn prepare_notifications(
+        &self,
+        event: &ChangeEvent,
+        candidates: Vec<(String, Arc<Live>)>,
+    ) -> Prepared {
         if candidates.is_empty() {
-            return;
+            return Prepared::default();
         }
         let store = self.inner.record.store();
         let read = |version: i64| async move {
@@ -183,6 +208,7 @@ impl Notifier {
         let previous = read(event.version - 1).await;
         let shown_version =
             if event.interaction == ChangeInteraction::Delete { event.version - 1 } else { event.version };
+        let mut matched = Vec::new();
         for (id, live) in candidates {
             let parsed = live.parsed();
             let Some(subscriber) = parsed.subscriber.clone() else { continue };
@@ -197,13 +223,17 @@ impl Notifier {
                 continue;
             }
             match self.visible_to(&subscriber, &id, event, shown_version, parsed.topic).await {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(error) => {
-                    tracing::error!(%error, "deciding a notification failed");
-                    continue;
-                }
+                Ok(true) => matched.push(live),
+                Ok(false) => {}
+                Err(error) => tracing::error!(%error, "deciding a notification failed"),
             }
+        }
+        Prepared { subscriptions: matched, resource: current }
+    }
+
+    /// Numbers and queues the notifications decided for `event` (call in event order).
+    pub(crate) fn enqueue_notifications(&self, event: &ChangeEvent, prepared: Prepared) {
+        for live in prepared.subscriptions {
             let number = live.events.fetch_add(1, Ordering::SeqCst) + 1;
             let notification = NotificationEvent {
                 event_number: number,
@@ -212,7 +242,7 @@ impl Notifier {
                 interaction: interaction_of(event.interaction),
                 resource_type: event.resource_type.clone(),
                 id: event.id.clone(),
-                resource: current.clone(),
+                resource: prepared.resource.clone(),
             };
             let _ = live.queue.send(Outgoing::Events(vec![notification]));
         }

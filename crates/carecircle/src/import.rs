@@ -263,8 +263,10 @@ pub async fn import_paths(
     Ok(importer.summary)
 }
 
-/// Loads the demo partnership unless it is already there.
-pub async fn ensure_demo(record: &Record, seed: u64, people: usize) -> anyhow::Result<()> {
+/// Loads the demo partnership unless it is already there, then links its Patients into persons
+/// (the person index's `Linkage`s, written by `bookkeeper`), so that an event at one partner
+/// finds the person's records, care plans and care team at the others from the start.
+pub async fn ensure_demo(record: &Record, seed: u64, people: usize, bookkeeper: &str) -> anyhow::Result<()> {
     let marker = carecircle_demo::well_known::ORG_HOSPITAL;
     if record.store().read("Organization", marker).await.map_err(|e| anyhow::anyhow!("{e}"))?.is_some() {
         println!("the demo partnership is already loaded");
@@ -294,6 +296,15 @@ pub async fn ensure_demo(record: &Record, seed: u64, people: usize) -> anyhow::R
     progress.finish_and_clear();
     println!(
         "created the demo partnership: {n_resources} resources from {n_partners} partners in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let index = carecircle_record::PersonIndex::load(record, Caller { custodian: bookkeeper.to_string() })
+        .await
+        .map_err(|e| anyhow::anyhow!("linking the demo's records: {e}"))?;
+    println!(
+        "linked its records into {} persons (the person index) in {:.1} s",
+        index.len(),
         started.elapsed().as_secs_f64()
     );
     Ok(())

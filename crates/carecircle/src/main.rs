@@ -3,6 +3,7 @@
 
 mod guard;
 mod hl7_ingest;
+mod hl7_send;
 mod import;
 mod link;
 mod lists;
@@ -154,6 +155,9 @@ enum Command {
     /// Partners' lists of active clients (CSV with a TOML mapping).
     #[command(subcommand)]
     Lists(lists::ListsCommand),
+    /// HL7 v2 tools: send messages over MLLP.
+    #[command(subcommand)]
+    Hl7(hl7_send::Hl7Command),
     /// Write the demo partnership as NDJSON without loading it (test data for partners'
     /// integrations and for benchmarks; ~4.6 resources per person).
     DemoData {
@@ -336,7 +340,7 @@ async fn main() -> anyhow::Result<()> {
             // governance; the administrator writes as it.
             args.default_custodian = format!("Organization/{}", carecircle_demo::well_known::GOVERNANCE_HOST_ORG);
             let store = open_store(&cli.storage).await?;
-            import::ensure_demo(&Record::new(store.clone()), seed, people).await?;
+            import::ensure_demo(&Record::new(store.clone()), seed, people, &args.default_custodian).await?;
             let base = args.base_url.clone().unwrap_or_else(|| format!("http://{}", args.listen));
             println!(
                 "Joe's record from every partner: {base}/Patient/{}/$everything",
@@ -365,6 +369,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Link(args) => link::run(&args),
+        Command::Hl7(hl7_send::Hl7Command::Send(args)) => {
+            if !hl7_send::send(&args).await? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Lists(lists::ListsCommand::Import(args)) => {
             let record = Record::new(open_store(&cli.storage).await?);
             lists::import(&record, &args).await

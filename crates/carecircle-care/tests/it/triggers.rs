@@ -183,9 +183,17 @@ fn an_ed_attendance_alerts_every_agency_that_agreed_a_response() {
     assert_eq!(fired.len(), 1);
     let alerts = alerts_for("Patient/pat-vale-mh-trust-joe", &plan, &fired);
     let agencies: Vec<&str> = alerts.iter().map(|a| a.agency.as_str()).collect();
-    assert_eq!(agencies, vec![wk::ORG_HOSPITAL_ED, wk::ORG_CRISIS_TEAM, wk::ORG_MH_TRUST]);
-    let crisis = &alerts[1];
-    assert_eq!(crisis.response_text, "Contact Joe within 24 hours of discharge.");
+    assert_eq!(agencies, vec![wk::ORG_HOSPITAL_ED, wk::ORG_MH_TRUST, wk::ORG_CRISIS_TEAM, wk::ORG_POLICE_MH_LIAISON]);
+    let crisis = &alerts[2];
+    assert!(crisis.response_text.starts_with("Assess Joe in the emergency department"), "{}", crisis.response_text);
+    let contacts: Vec<Option<&str>> = crisis.contacts.iter().map(|c| c.reference.as_deref()).collect();
+    assert_eq!(
+        contacts,
+        vec![Some("PractitionerRole/role-vale-mh-trust-04"), Some("PractitionerRole/role-vale-mh-trust-06"), None]
+    );
+    assert_eq!(crisis.acknowledge_within, Some(time::Duration::minutes(30)));
+    let coordinator = &alerts[1];
+    assert_eq!(coordinator.contacts[0].reference.as_deref(), Some("PractitionerRole/role-vale-mh-trust-01"));
     assert_eq!(crisis.event_ref.as_deref(), Some("Encounter/enc-joe-ed-2024-08"));
     assert_eq!(crisis.plan.as_deref(), Some("CarePlan/careplan-joe-crisis"));
     assert_eq!(crisis.plan_excerpt, joe_plan()["activity"][3]);

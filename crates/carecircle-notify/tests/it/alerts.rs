@@ -92,7 +92,9 @@ async fn an_ed_attendance_alerts_the_agency_with_the_plan_attached() {
     runtime.write_as(HOSPITAL, ed_encounter()).await;
     let view = wait_for_alert(&runtime.notifier, |_| true).await;
     assert_eq!((view.status, view.contact_level, view.occurrences), (AlertStatus::Raised, 0, 1));
-    let stored = runtime.store.read("Communication", &view.id).await.unwrap().unwrap().json().unwrap();
+    let stored = runtime.store.read("Communication", &view.id).await.unwrap().unwrap();
+    assert_eq!(stored.custodian.as_deref(), Some(CRISIS), "the alerted agency holds its alert");
+    let stored = stored.json().unwrap();
     assert_eq!(stored["status"], "in-progress");
     assert_eq!(stored["recipient"][0]["reference"], CRISIS);
     assert_eq!(stored["recipient"][1]["reference"], "PractitionerRole/duty-worker");

@@ -2,6 +2,7 @@
 //! transaction Bundle among them), migrate, and write demo data.
 
 mod audit;
+mod demo_joe;
 mod link;
 mod lists;
 mod mllp;
