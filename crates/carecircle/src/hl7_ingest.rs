@@ -434,7 +434,7 @@ impl Shared {
             }
         };
         // Each body read once: the identifiers to match on, and whether a Patient is active.
-        let mut patients: Vec<(StoredResource, Vec<(String, String)>, bool)> = patients
+        let mut patients: Vec<(StoredResource, Vec<IdentifierPair>, bool)> = patients
             .into_iter()
             .map(|p| {
                 let body = p.json().unwrap_or(Value::Null);
@@ -562,6 +562,9 @@ async fn search_chunked(
     }
     Ok(Some(found))
 }
+
+/// `(system, value)` of an identifier.
+type IdentifierPair = (String, String);
 
 /// `(system, value)` of an identifier, as token search matches it (exactly).
 fn identifier_pair(identifier: &Value) -> (String, String) {
@@ -1206,7 +1209,8 @@ MRG|{prior}^^^RXX^MR\r"
 
         // What the lookup did not find is created as such: no condition to search for again.
         let (unknown, _) = job(&shared, &adt("A01", "U1", "P0", "V0", "SMITH")).await;
-        let entries = visit_entries(&unknown.event, PARTNER, None, &[], unknown.visit.as_ref().unwrap()).unwrap();
+        let entries = visit_entries(&unknown.event, PARTNER, None, &[], unknown.visit.as_ref().unwrap())
+            .unwrap_or_else(|_| panic!("the message was refused"));
         let requests: Vec<&Value> = entries.iter().map(|e| &e["request"]).collect();
         assert_eq!(
             requests,
