@@ -20,6 +20,7 @@ use carecircle_access::engine::{
 };
 use carecircle_access::{Agreement, Organisation, PersonConsent, Purpose, SensitivityLabel};
 use carecircle_fhir::search::Handling;
+use futures_util::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use crate::session::{AccessAction, AccessControl, Candidate, Verdict};
@@ -30,6 +31,8 @@ pub const NATIONAL_OPT_OUT_EXTENSION: &str = "https://carecircle.example.org/fhi
 
 /// Types whose writes change what the engine was built from.
 const ENGINE_TYPES: [&str; 2] = ["Contract", "Organization"];
+/// Persons whose facts one decision reads at the same time.
+const CONCURRENT_FACTS: usize = 8;
 /// Types whose writes change a person's facts.
 const PERSON_TYPES: [&str; 3] = ["Consent", "CareTeam", "Patient"];
 
@@ -223,8 +226,14 @@ impl PolicyAccess {
         }
         let generation = self.generation.load(Ordering::SeqCst);
         let patient_ref = format!("Patient/{person}");
-        let consents = all_of(&self.record, "Consent", vec![("patient".into(), patient_ref.clone())]).await?;
-        let patient = self.record.store().read("Patient", person).await?.filter(|r| !r.deleted);
+        // The three reads are independent: made together, they wait for one turn of the store.
+        let (consents, patient, teams) = futures_util::future::try_join3(
+            all_of(&self.record, "Consent", vec![("patient".into(), patient_ref.clone())]),
+            async { Ok(self.record.store().read("Patient", person).await?) },
+            all_of(&self.record, "CareTeam", vec![("subject".into(), patient_ref.clone())]),
+        )
+        .await?;
+        let patient = patient.filter(|r| !r.deleted);
         let national_opt_out = patient
             .as_ref()
             .and_then(|p| p.json())
@@ -241,7 +250,7 @@ impl PolicyAccess {
             }
         };
         let mut care_orgs = BTreeSet::new();
-        for team in all_of(&self.record, "CareTeam", vec![("subject".into(), patient_ref.clone())]).await? {
+        for team in teams {
             if team.get("status").and_then(Value::as_str).is_some_and(|s| s != "active" && s != "proposed") {
                 continue;
             }
@@ -402,7 +411,23 @@ impl AccessControl for PolicyAccess {
         candidates: &[Candidate<'_>],
     ) -> Result<Vec<Verdict>, RecordError> {
         let engine = self.engine();
+        // The facts of every person the candidates are about, read a few persons at a time
+        // (each takes three store reads): a page of search results about many persons waits for
+        // a few rounds of reads, not one per person.
+        let persons: BTreeSet<String> = candidates
+            .iter()
+            .filter_map(|c| crate::person_of(c.resource_type, c.id, c.resource).filter(|p| !p.is_empty()))
+            .collect();
         let mut facts_cache = HashMap::new();
+        if persons.len() > 1 {
+            let mut reads = Vec::with_capacity(persons.len());
+            for person in &persons {
+                reads.push(self.person_facts(person));
+            }
+            let facts: Vec<PersonFacts> =
+                futures_util::stream::iter(reads).buffered(CONCURRENT_FACTS).try_collect().await?;
+            facts_cache.extend(persons.into_iter().zip(facts));
+        }
         let mut verdicts = Vec::with_capacity(candidates.len());
         for candidate in candidates {
             let (request, consent, in_care, unreadable) =

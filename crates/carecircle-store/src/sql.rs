@@ -246,10 +246,26 @@ pub fn search_statement_with_driver(
     // family name combined with a rare birth date costs the size of the answer, not of the name.
     let resource_type = query.resource_type.as_deref();
     let driver = driver.filter(|&d| query.filters.get(d).is_some_and(drives_by_index));
+    let indexed = query.filters.iter().any(drives_by_index);
     for (i, filter) in query.filters.iter().enumerate() {
         w.push(" AND ");
         if driver.is_some_and(|d| d != i) && drives_by_index(filter) {
             write_index_subquery(&mut w, resource_type, filter, Subquery::Exists);
+        } else if indexed && dialect == Dialect::Sqlite && is_custodian_filter(filter) {
+            // SQLite plans without statistics: offered the custodian index, it lists every
+            // resource of the partner and tests the index filter on each (a search by identifier
+            // with `_source` then costs the partner's whole record). Unary `+` keeps the
+            // custodian test off that index, so the index filter drives.
+            w.push("(");
+            for (i, condition) in filter.any_of.iter().enumerate() {
+                if i > 0 {
+                    w.push(" OR ");
+                }
+                if let Condition::Custodian(custodian) = condition {
+                    w.push("+r.custodian = ").text(custodian);
+                }
+            }
+            w.push(")");
         } else {
             write_filter(&mut w, resource_type, filter);
         }
@@ -263,6 +279,13 @@ pub fn search_statement_with_driver(
         w.push("r.pk LIMIT ").int(query.count as i64).push(" OFFSET ").int(query.offset as i64);
     }
     w.finish()
+}
+
+/// Whether a filter is `_source` (positive, every value a custodian).
+fn is_custodian_filter(filter: &Filter) -> bool {
+    !filter.negated
+        && !filter.any_of.is_empty()
+        && filter.any_of.iter().all(|condition| matches!(condition, Condition::Custodian(_)))
 }
 
 /// Whether a filter is a positive lookup in an index table (every match has an index row of the
@@ -385,6 +408,13 @@ fn write_index_subquery(w: &mut SqlWriter, resource_type: Option<&str>, filter: 
             write_in_list(w, "x.target_id", &ids);
         }
     }
+    if let Some(codes) = token_codes(&filter.any_of) {
+        // Several values (`identifier=a|1,b|2,…`): the ORed conditions below do not let the
+        // lookup index `(param_key, code, system)` past `param_key`, so without this list every
+        // index row of the parameter is read; with it, only the rows of the codes asked for.
+        w.push(" AND ");
+        write_in_list(w, "x.code", &codes);
+    }
     w.push(" AND (");
     for (i, condition) in filter.any_of.iter().enumerate() {
         if i > 0 {
@@ -398,6 +428,25 @@ fn write_index_subquery(w: &mut SqlWriter, resource_type: Option<&str>, filter: 
     if mode == Subquery::Exists {
         w.push(")");
     }
+}
+
+/// The codes of a filter of several token values that all name a code (each once), else `None`.
+fn token_codes(conditions: &[Condition]) -> Option<Vec<&str>> {
+    if conditions.len() < 2 {
+        return None;
+    }
+    let mut codes: Vec<&str> = Vec::with_capacity(conditions.len());
+    for condition in conditions {
+        match condition {
+            Condition::Token { code: Some(code), .. } => {
+                if !codes.contains(&code.as_str()) {
+                    codes.push(code);
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(codes)
 }
 
 /// The predicate on an index row `x` for one value of a parameter.
@@ -903,6 +952,27 @@ mod tests {
             }
         }
         assert!(seen.len() > 3000);
+    }
+
+    #[test]
+    fn several_token_values_name_their_codes_for_the_lookup_index() {
+        let s = statement(Dialect::Sqlite, &[("identifier", "urn:a|1,urn:b|2,urn:c|1")]);
+        assert!(s.sql.contains("x.code IN (?2, ?3)"), "{}", s.sql);
+        assert_eq!(&s.values[1..3], &[SqlValue::Text("1".into()), SqlValue::Text("2".into())]);
+        // One value needs no list (its own condition uses the index); a value without a code
+        // (`urn:a|`) matches any code, so no list can be given.
+        assert!(!statement(Dialect::Sqlite, &[("identifier", "urn:a|1")]).sql.contains("x.code IN"));
+        assert!(!statement(Dialect::Sqlite, &[("identifier", "urn:a|1,urn:b|")]).sql.contains("x.code IN"));
+    }
+
+    #[test]
+    fn sqlite_keeps_source_off_the_custodian_index_when_an_index_filter_can_drive() {
+        let with_index = statement(Dialect::Sqlite, &[("identifier", "urn:a|1"), ("_source", "Organization/o")]);
+        assert!(with_index.sql.contains("(+r.custodian = ?"), "{}", with_index.sql);
+        let alone = statement(Dialect::Sqlite, &[("_source", "Organization/o")]);
+        assert!(alone.sql.contains("r.custodian = ?") && !alone.sql.contains("+r.custodian"), "{}", alone.sql);
+        let postgres = statement(Dialect::Postgres, &[("identifier", "urn:a|1"), ("_source", "Organization/o")]);
+        assert!(!postgres.sql.contains("+r.custodian"), "{}", postgres.sql);
     }
 
     #[test]

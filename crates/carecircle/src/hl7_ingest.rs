@@ -15,10 +15,11 @@
 //!
 //! A message is answered `AA` only after the session's write returned, which is after the store
 //! committed it and the audit log made its entries durable. Idempotency on (facility, MSH-10)
-//! comes from the writes themselves, not from a marker: the Patient is a conditional create, the
-//! Encounter a conditional update keyed by its visit number, and a message whose Encounter (or
-//! merge) is already in the record as it would write it writes nothing; so a message sent again
-//! after a lost ACK changes nothing.
+//! comes from the writes themselves, not from a marker: the lookup before the write finds the
+//! Patient by its identifiers and the Encounter by its visit number (the transaction then
+//! creates only what the lookup did not find, without searching again), and a message whose
+//! Encounter (or merge) is already in the record as it would write it writes nothing; so a
+//! message sent again after a lost ACK changes nothing.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -407,18 +408,23 @@ impl Shared {
 
         let patient_tokens: Vec<Value> = unique(jobs.iter().flat_map(|j| j.patient_identifiers.iter()));
         let visit_tokens: Vec<Value> = unique(jobs.iter().filter_map(|j| j.visit.as_ref()));
-        // All lookups at once, in chunks: the access decision reads each person's facts one
-        // after another within a search, so chunks overlap those reads, and their audit entries
-        // share audit commits.
+        // The Patients first, then the Encounters: the access decision reads the facts of the
+        // persons the Patients found (consents, care teams) once, and the Encounter search,
+        // about the same persons, finds them cached instead of reading them again.
         let started = Instant::now();
-        let found = tokio::try_join!(
-            search_chunked(&session, "Patient", &patient_tokens, &partner),
-            search_chunked(&session, "Encounter", &visit_tokens, &partner),
-        );
+        let found = match search_chunked(&session, "Patient", &patient_tokens, &partner).await {
+            Ok(Some(patients)) => match search_chunked(&session, "Encounter", &visit_tokens, &partner).await {
+                Ok(Some(encounters)) => Ok(Some((patients, encounters))),
+                Ok(None) => Ok(None),
+                Err(error) => Err(error),
+            },
+            Ok(None) => Ok(None),
+            Err(error) => Err(error),
+        };
         let looked_up = started.elapsed();
-        let (mut patients, encounters) = match found {
-            Ok((Some(patients), Some(encounters))) => (patients, encounters),
-            Ok(_) => return jobs, // more matches than one page: each message looks up its own
+        let (patients, encounters) = match found {
+            Ok(Some(found)) => found,
+            Ok(None) => return jobs, // more matches than one page: each message looks up its own
             Err(error) => {
                 tracing::warn!(
                     kind = record_error_kind(&error),
@@ -427,8 +433,16 @@ impl Shared {
                 return jobs;
             }
         };
-        patients.sort_by_key(|p| (!is_active(p), p.last_updated));
-        let patient_ids: Vec<Vec<(String, String)>> = patients.iter().map(identifier_pairs).collect();
+        // Each body read once: the identifiers to match on, and whether a Patient is active.
+        let mut patients: Vec<(StoredResource, Vec<IdentifierPair>, bool)> = patients
+            .into_iter()
+            .map(|p| {
+                let body = p.json().unwrap_or(Value::Null);
+                let (ids, active) = (body_identifier_pairs(&body), body_is_active(&body));
+                (p, ids, active)
+            })
+            .collect();
+        patients.sort_by_key(|(p, _, active)| (!active, p.last_updated));
         let encounter_ids: Vec<Vec<(String, String)>> = encounters.iter().map(identifier_pairs).collect();
 
         let mut entries = Vec::new();
@@ -439,7 +453,7 @@ impl Shared {
                 continue;
             };
             let wanted: Vec<(String, String)> = job.patient_identifiers.iter().map(identifier_pair).collect();
-            let patient = patients.iter().zip(&patient_ids).find(|(_, ids)| ids.iter().any(|id| wanted.contains(id)));
+            let patient = patients.iter().find(|(_, ids, _)| ids.iter().any(|id| wanted.contains(id)));
             let visit_id = identifier_pair(visit);
             let existing: Vec<StoredResource> = encounters
                 .iter()
@@ -447,14 +461,7 @@ impl Shared {
                 .filter(|(_, ids)| ids.contains(&visit_id))
                 .map(|(e, _)| e.clone())
                 .collect();
-            match visit_entries(
-                &job.event,
-                &partner,
-                patient.map(|(p, _)| p),
-                &existing,
-                &job.patient_identifiers,
-                visit,
-            ) {
+            match visit_entries(&job.event, &partner, patient.map(|(p, _, _)| p), &existing, visit) {
                 Ok(mut made) => {
                     entries.append(&mut made);
                     written.push(job);
@@ -533,8 +540,9 @@ async fn search_every(
     Ok(Some(found.value.page.entries))
 }
 
-/// Identifiers looked up by one search of a batch; the chunks of a batch run concurrently.
-const LOOKUP_CHUNK: usize = 16;
+/// Identifiers looked up by one search of a batch; the chunks of a batch run concurrently (the
+/// access decision reads the persons' facts of one search a few at a time).
+const LOOKUP_CHUNK: usize = 64;
 
 /// [`search_every`] over chunks of `identifiers`, run concurrently; `None` if any chunk's
 /// matches do not fit one page.
@@ -555,6 +563,9 @@ async fn search_chunked(
     Ok(Some(found))
 }
 
+/// `(system, value)` of an identifier.
+type IdentifierPair = (String, String);
+
 /// `(system, value)` of an identifier, as token search matches it (exactly).
 fn identifier_pair(identifier: &Value) -> (String, String) {
     let text = |field: &str| identifier.get(field).and_then(Value::as_str).unwrap_or_default().to_string();
@@ -563,7 +574,11 @@ fn identifier_pair(identifier: &Value) -> (String, String) {
 
 /// `(system, value)` of every identifier of a stored resource.
 fn identifier_pairs(resource: &StoredResource) -> Vec<(String, String)> {
-    let body = resource.json().unwrap_or(Value::Null);
+    body_identifier_pairs(&resource.json().unwrap_or(Value::Null))
+}
+
+/// `(system, value)` of every identifier of a resource body.
+fn body_identifier_pairs(body: &Value) -> Vec<(String, String)> {
     body.get("identifier")
         .and_then(Value::as_array)
         .map(|ids| ids.iter().map(identifier_pair).collect())
@@ -634,7 +649,7 @@ impl Ingest<'_> {
         ];
         let found = self.session.search(Some("Patient"), &params, Handling::Strict).await?;
         let mut patients = found.value.page.entries;
-        patients.sort_by_key(|p| (!is_active(p), p.last_updated));
+        patients.sort_by_cached_key(|p| (!p.json().as_ref().is_none_or(body_is_active), p.last_updated));
         Ok(patients)
     }
 
@@ -648,7 +663,7 @@ impl Ingest<'_> {
             ("_count".to_string(), "2".to_string()),
         ];
         let existing = self.session.search(Some("Encounter"), &params, Handling::Strict).await?.value.page.entries;
-        let entries = visit_entries(self.event, self.partner, patient.as_ref(), &existing, patient_identifiers, visit)?;
+        let entries = visit_entries(self.event, self.partner, patient.as_ref(), &existing, visit)?;
         if entries.is_empty() {
             return Ok(()); // recorded already (a message sent again)
         }
@@ -772,15 +787,21 @@ impl Ingest<'_> {
 }
 
 /// The transaction entries of one visit message: the Patient when the partner has none (a
-/// conditional create, referenced by its `fullUrl`) and the Encounter, an update of `existing`
-/// (the partner's Encounters with the visit number) or a conditional create-or-update. Empty
-/// when the record already says what the message says (a message sent again).
+/// create, referenced by its `fullUrl`) and the Encounter, an update of `existing` (the
+/// partner's Encounters with the visit number) or a create. Empty when the record already says
+/// what the message says (a message sent again).
+///
+/// `patient` and `existing` come from the lookup made just before, so the creates carry no
+/// condition (a conditional create would search again inside the transaction, one search per
+/// entry): the writer task is the only MLLP writer and a round never holds two messages
+/// touching one identifier or visit, so nothing the lookup missed can appear in between except
+/// an HTTP write of the same identifiers in those milliseconds, which a conditional create
+/// (its search is not part of the store's transaction either) would not exclude.
 fn visit_entries(
     event: &AdtEvent,
     partner: &str,
     patient: Option<&StoredResource>,
     existing: &[StoredResource],
-    patient_identifiers: &[Value],
     visit: &Value,
 ) -> Result<Vec<Value>, IngestError> {
     if existing.len() > 1 {
@@ -792,7 +813,6 @@ fn visit_entries(
         }));
     }
     let existing = existing.first();
-    let visit_token = token_list(std::slice::from_ref(visit));
     let mut entries = Vec::new();
     let subject = match patient {
         Some(patient) => format!("Patient/{}", patient.id),
@@ -801,15 +821,7 @@ fn visit_entries(
             entries.push(json!({
                 "fullUrl": full_url,
                 "resource": fhir::to_patient(event),
-                "request": {
-                    "method": "POST",
-                    "url": "Patient",
-                    "ifNoneExist": format!(
-                        "identifier={}&_source={}",
-                        query_escape(&token_list(patient_identifiers)),
-                        query_escape(partner)
-                    ),
-                },
+                "request": { "method": "POST", "url": "Patient" },
             }));
             full_url
         }
@@ -838,19 +850,14 @@ fn visit_entries(
                 "request": { "method": "PUT", "url": format!("Encounter/{}", existing.id), "ifMatch": format!("W/\"{}\"", existing.version) },
             }));
         }
-        None => entries.push(json!({
-            "resource": encounter,
-            "request": {
-                "method": "PUT",
-                "url": format!("Encounter?identifier={}&_source={}", query_escape(&visit_token), query_escape(partner)),
-            },
-        })),
+        None => entries.push(json!({ "resource": encounter, "request": { "method": "POST", "url": "Encounter" } })),
     }
     Ok(entries)
 }
 
-fn is_active(patient: &StoredResource) -> bool {
-    patient.json().and_then(|p| p.get("active").and_then(Value::as_bool)).unwrap_or(true)
+/// Whether a Patient body is active (absent `active` counts as active).
+fn body_is_active(patient: &Value) -> bool {
+    patient.get("active").and_then(Value::as_bool).unwrap_or(true)
 }
 
 /// Keeps what an event does not carry but an earlier one recorded: the start of the visit.
@@ -1177,6 +1184,63 @@ MRG|{prior}^^^RXX^MR\r"
         }
         let patients = record.search(Some("Patient"), &[], Handling::Strict).await.unwrap();
         assert_eq!(patients.page.total, 5, "one Patient per person");
+    }
+
+    /// Writes `texts` as one round (each from its own connection) and checks every answer is AA.
+    async fn write_accepted(shared: &Shared, texts: &[String]) {
+        let mut round = Vec::new();
+        let mut answers = Vec::new();
+        for (port, text) in (42000..).zip(texts) {
+            let (job, answer) = job_from(shared, text, port).await;
+            round.push(job);
+            answers.push(answer);
+        }
+        shared.write_round(round).await;
+        for (text, answer) in texts.iter().zip(answers) {
+            assert!(answer.await.unwrap().is_ok(), "refused: {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_round_creates_what_its_lookup_did_not_find_without_searching_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = guarded_record(dir.path()).await;
+        let shared = shared(record.clone());
+
+        // What the lookup did not find is created as such: no condition to search for again.
+        let (unknown, _) = job(&shared, &adt("A01", "U1", "P0", "V0", "SMITH")).await;
+        let entries = visit_entries(&unknown.event, PARTNER, None, &[], unknown.visit.as_ref().unwrap())
+            .unwrap_or_else(|_| panic!("the message was refused"));
+        let requests: Vec<&Value> = entries.iter().map(|e| &e["request"]).collect();
+        assert_eq!(
+            requests,
+            [&json!({"method": "POST", "url": "Patient"}), &json!({"method": "POST", "url": "Encounter"})]
+        );
+        assert_eq!(entries[1]["resource"]["subject"]["reference"], entries[0]["fullUrl"]);
+
+        write_accepted(&shared, &[adt("A01", "R1", "P1", "V1", "SMITH"), adt("A01", "R2", "P2", "V2", "JONES")]).await;
+        let first = encounters_of(&record, "V1").await;
+        let p2 = encounters_of(&record, "V2").await[0]["subject"]["reference"].clone();
+        // A later round: a discharge of a known visit, a new visit of a known patient, a new patient.
+        write_accepted(
+            &shared,
+            &[
+                adt("A03", "R3", "P1", "V1", "SMITH"),
+                adt("A01", "R4", "P2", "V3", "JONES"),
+                adt("A01", "R5", "P3", "V4", "BROWN"),
+            ],
+        )
+        .await;
+        let discharged = encounters_of(&record, "V1").await;
+        assert_eq!(discharged.len(), 1);
+        assert_eq!(discharged[0]["id"], first[0]["id"], "the visit's Encounter is updated, not created again");
+        assert_eq!(discharged[0]["meta"]["versionId"], "2");
+        assert_eq!(discharged[0]["subject"], first[0]["subject"]);
+        assert_eq!(encounters_of(&record, "V3").await[0]["subject"]["reference"], p2, "the known patient is found");
+        let patients = record.search(Some("Patient"), &[], Handling::Strict).await.unwrap();
+        assert_eq!(patients.page.total, 3, "one Patient per person");
+        let p3 = encounters_of(&record, "V4").await[0]["subject"]["reference"].clone();
+        assert!(p3.as_str().is_some_and(|r| r.starts_with("Patient/")) && p3 != p2, "{p3}");
     }
 
     #[test]
