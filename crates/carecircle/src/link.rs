@@ -110,6 +110,9 @@ pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
     for (rule, n_pairs) in &result.n_pairs_per_rule {
         println!("  {rule}: {n_pairs}");
     }
+    if result.n_refined_blocks > 0 {
+        println!("  blocks split by their refinement key as too large: {}", result.n_refined_blocks);
+    }
     if result.n_oversized_blocks > 0 {
         println!("  blocks skipped as too large: {}", result.n_oversized_blocks);
     }
