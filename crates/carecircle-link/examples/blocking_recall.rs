@@ -17,7 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for pair in inputs.chunks(2) {
         let [mapping, csv] = pair else { return Err("give a mapping and a CSV each time".into()) };
         let mapping = Mapping::from_toml(&std::fs::read_to_string(mapping)?)?;
-        let source = std::path::Path::new(csv).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let source =
+            std::path::Path::new(csv).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         records.extend(read_records(&mapping, &source, std::fs::File::open(csv)?)?.records);
         truth.extend(read_column(&mapping, std::fs::File::open(csv)?, truth_column)?);
     }

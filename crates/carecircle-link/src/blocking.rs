@@ -25,8 +25,8 @@ pub enum BlockingRule {
     /// Same Double Metaphone codes of given and family name, in either order (catches
     /// transposed names).
     NamePhonetics,
-    /// Same family-name code and birth year.
-    FamilyPhoneticBirthYear,
+    /// Same family-name code, birth year and birth month.
+    FamilyPhoneticBirthMonth,
     /// Same given-name code and date of birth (catches changed family names).
     GivenPhoneticBirthDate,
     /// Same date of birth and postcode.
@@ -41,7 +41,7 @@ impl BlockingRule {
         BlockingRule::NationalId,
         BlockingRule::Phone,
         BlockingRule::NamePhonetics,
-        BlockingRule::FamilyPhoneticBirthYear,
+        BlockingRule::FamilyPhoneticBirthMonth,
         BlockingRule::GivenPhoneticBirthDate,
         BlockingRule::BirthDatePostcode,
         BlockingRule::PostcodeHouseGivenInitial,
@@ -53,7 +53,7 @@ impl BlockingRule {
             BlockingRule::NationalId => "national id",
             BlockingRule::Phone => "phone",
             BlockingRule::NamePhonetics => "given+family phonetic (either order)",
-            BlockingRule::FamilyPhoneticBirthYear => "family phonetic + birth year",
+            BlockingRule::FamilyPhoneticBirthMonth => "family phonetic + birth year and month",
             BlockingRule::GivenPhoneticBirthDate => "given phonetic + birth date",
             BlockingRule::BirthDatePostcode => "birth date + postcode",
             BlockingRule::PostcodeHouseGivenInitial => "postcode + house number + given initial",
@@ -73,7 +73,7 @@ impl BlockingRule {
             // on all of them: every household field is left out of those sessions.
             BlockingRule::Phone => HOUSEHOLD,
             BlockingRule::NamePhonetics => &[GIVEN, FAMILY],
-            BlockingRule::FamilyPhoneticBirthYear => &[FAMILY, BIRTH_DATE],
+            BlockingRule::FamilyPhoneticBirthMonth => &[FAMILY, BIRTH_DATE],
             BlockingRule::GivenPhoneticBirthDate => &[GIVEN, BIRTH_DATE],
             BlockingRule::BirthDatePostcode => &[BIRTH_DATE, FAMILY, HOUSE_NUMBER, STREET, CITY, POSTCODE, PHONE],
             BlockingRule::PostcodeHouseGivenInitial => &[GIVEN, FAMILY, HOUSE_NUMBER, STREET, CITY, POSTCODE, PHONE],
@@ -81,14 +81,14 @@ impl BlockingRule {
     }
 
     /// The key that splits an oversized block of this rule into smaller ones (a common name
-    /// is split by birth year, a common name and year by month, a shared phone by given
+    /// is split by birth year, a common name and birth month by day, a shared phone by given
     /// initial); `None` when the rule has no refinement or the record lacks the field. Records
     /// without it drop out of an oversized block; the other rules still see them.
     pub fn refinement(self, features: &Features) -> Option<u64> {
         match self {
             BlockingRule::Phone => features.given.chars().next().map(u64::from),
             BlockingRule::NamePhonetics => features.birth_date.map(|date| date.year as u64 + 1),
-            BlockingRule::FamilyPhoneticBirthYear => features.birth_date.map(|date| u64::from(date.month)),
+            BlockingRule::FamilyPhoneticBirthMonth => features.birth_date.map(|date| u64::from(date.day)),
             BlockingRule::NationalId
             | BlockingRule::GivenPhoneticBirthDate
             | BlockingRule::BirthDatePostcode
@@ -115,9 +115,10 @@ impl BlockingRule {
                 (given_code != 0 && family_code != 0 && features.given.chars().count() > 1).then_some(())?;
                 (given_code.min(family_code), given_code.max(family_code)).hash(&mut hasher);
             }
-            BlockingRule::FamilyPhoneticBirthYear => {
+            BlockingRule::FamilyPhoneticBirthMonth => {
                 (family_code != 0).then_some(())?;
-                (family_code, features.birth_date?.year).hash(&mut hasher);
+                let born = features.birth_date?;
+                (family_code, born.year, born.month).hash(&mut hasher);
             }
             BlockingRule::GivenPhoneticBirthDate => {
                 (given_code != 0).then_some(())?;
@@ -163,6 +164,9 @@ pub fn candidate_pairs(features: &[Features], max_block_size: usize) -> Candidat
     // Every record's key under every rule (0 when the rule does not apply), kept to tell later
     // which rules found each pair.
     let record_keys: Vec<[u64; N_RULES]> = features.par_iter().map(keys_of).collect();
+    // A guess at the number of pairs (about one per record per rule on partner lists), so the
+    // vector rarely grows: each growth copies it into fresh pages.
+    all_pairs.reserve(features.len() * N_RULES * 2);
     for (rule_index, rule) in BlockingRule::ALL.iter().enumerate() {
         let mut keys: Vec<(u64, u32)> = record_keys
             .par_iter()
@@ -188,10 +192,8 @@ pub fn candidate_pairs(features: &[Features], max_block_size: usize) -> Candidat
                 continue;
             }
             result.n_refined_blocks += 1;
-            let mut refined: Vec<(u64, u32)> = block
-                .iter()
-                .filter_map(|&(_, i)| rule.refinement(&features[i as usize]).map(|key| (key, i)))
-                .collect();
+            let mut refined: Vec<(u64, u32)> =
+                block.iter().filter_map(|&(_, i)| rule.refinement(&features[i as usize]).map(|key| (key, i))).collect();
             refined.sort_unstable();
             for sub_block in refined.chunk_by(|a, b| a.0 == b.0) {
                 if sub_block.len() > max_block_size {
@@ -265,10 +267,11 @@ mod tests {
     fn oversized_blocks_are_refined_and_what_stays_too_large_is_skipped() {
         // Six namesakes: a block of 6 under "given+family phonetic" with a cap of 4 is split by
         // birth year into two blocks of 3; nobody is paired across years.
-        let records: Vec<Features> = [(1971, 1, 2), (1971, 5, 6), (1971, 9, 10), (1980, 1, 2), (1980, 5, 6), (1980, 9, 10)]
-            .iter()
-            .map(|&(year, month, day)| features("Joseph", "Smith", BirthDate::new(year, month, day), ""))
-            .collect();
+        let records: Vec<Features> =
+            [(1971, 1, 2), (1971, 5, 6), (1971, 9, 10), (1980, 1, 2), (1980, 5, 6), (1980, 9, 10)]
+                .iter()
+                .map(|&(year, month, day)| features("Joseph", "Smith", BirthDate::new(year, month, day), ""))
+                .collect();
         let candidates = candidate_pairs(&records, 4);
         assert_eq!(candidates.pairs, vec![(0, 1), (0, 2), (1, 2), (3, 4), (3, 5), (4, 5)]);
         assert_eq!(candidates.n_refined_blocks, 1);

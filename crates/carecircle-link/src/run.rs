@@ -155,18 +155,15 @@ pub fn link(
     let n_candidate_pairs = candidates.pairs.len() as u64;
 
     progress.stage("comparing", n_candidate_pairs);
-    let levels: Vec<u64> = candidates
-        .pairs
-        .par_chunks(4096)
-        .flat_map_iter(|chunk| {
-            let packed: Vec<u64> = chunk
-                .iter()
-                .map(|&(i, j)| pack_levels(&compare(&features[i as usize], &features[j as usize])))
-                .collect();
-            progress.advance(chunk.len() as u64);
-            packed
-        })
-        .collect();
+    // Allocated once at its final size: growing a vector of tens of millions of entries
+    // costs copies and fresh zeroed pages.
+    let mut levels: Vec<u64> = vec![0; candidates.pairs.len()];
+    levels.par_chunks_mut(4096).zip(candidates.pairs.par_chunks(4096)).for_each(|(out, chunk)| {
+        for (packed, &(i, j)) in out.iter_mut().zip(chunk) {
+            *packed = pack_levels(&compare(&features[i as usize], &features[j as usize]));
+        }
+        progress.advance(chunk.len() as u64);
+    });
 
     progress.stage("training", 0);
     let model = if features.len() >= 2 {
