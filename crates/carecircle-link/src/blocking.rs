@@ -150,8 +150,9 @@ pub struct CandidatePairs {
     /// Blocks larger than the maximum block size, split by their rule's
     /// [`BlockingRule::refinement`] instead of compared whole.
     pub n_refined_blocks: u64,
-    /// Blocks skipped because they held more than the maximum block size even after
-    /// refinement (keys too common to be informative, e.g. a shared identifier).
+    /// Blocks (or parts of refined ones) skipped because they held more than the maximum block
+    /// size even after refinement, or had nothing to be split on (keys too common to be
+    /// informative, e.g. an identifier shared by hundreds of records).
     pub n_oversized_blocks: u64,
 }
 
@@ -195,6 +196,10 @@ pub fn candidate_pairs(features: &[Features], max_block_size: usize) -> Candidat
             let mut refined: Vec<(u64, u32)> =
                 block.iter().filter_map(|&(_, i)| rule.refinement(&features[i as usize]).map(|key| (key, i))).collect();
             refined.sort_unstable();
+            if refined.is_empty() {
+                // Nothing to split on (the rule has no refinement or no record has the field).
+                result.n_oversized_blocks += 1;
+            }
             for sub_block in refined.chunk_by(|a, b| a.0 == b.0) {
                 if sub_block.len() > max_block_size {
                     result.n_oversized_blocks += 1;
@@ -281,7 +286,7 @@ mod tests {
         let records: Vec<Features> = (0..5).map(|_| features("Joseph", "Smith", None, "")).collect();
         let candidates = candidate_pairs(&records, 4);
         assert!(candidates.pairs.is_empty());
-        assert_eq!(candidates.n_refined_blocks, 1);
+        assert_eq!((candidates.n_refined_blocks, candidates.n_oversized_blocks), (1, 1));
 
         // An identifier shared by more records than the cap has no refinement: skipped.
         let records: Vec<Features> =
