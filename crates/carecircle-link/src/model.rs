@@ -601,4 +601,37 @@ mod tests {
             ModelError::TooFewRecords.to_string()
         );
     }
+
+    #[test]
+    fn household_fields_count_once() {
+        // m/u of 16 on every agreeing level (4 bits), 1/4 on disagreement (−2 bits).
+        let m: Vec<Vec<f64>> = COMPARISONS
+            .iter()
+            .map(|spec| (0..spec.levels.len()).map(|level| if level == 1 { 0.8 } else { 0.05 }).collect())
+            .collect();
+        let u: Vec<Vec<f64>> = COMPARISONS
+            .iter()
+            .map(|spec| (0..spec.levels.len()).map(|level| if level == 1 { 0.05 } else { 0.2 }).collect())
+            .collect();
+        let mut levels = [MISSING; N_COMPARISONS];
+        for comparison in HOUSEHOLD_COMPARISONS {
+            levels[comparison] = EXACT;
+        }
+        assert!(
+            (log2_bayes_factor(&m, &u, &levels) - 4.0).abs() < 1e-9,
+            "five agreeing household fields: one 4-bit agreement"
+        );
+        levels[field::POSTCODE] = 2;
+        assert!(
+            (log2_bayes_factor(&m, &u, &levels) - 4.0).abs() < 1e-9,
+            "a disagreement beside an agreement adds nothing"
+        );
+        for comparison in HOUSEHOLD_COMPARISONS {
+            levels[comparison] = 2;
+        }
+        assert!((log2_bayes_factor(&m, &u, &levels) + 2.0).abs() < 1e-9, "a move counts once");
+        levels[field::GIVEN] = EXACT;
+        levels[field::BIRTH_DATE] = 2;
+        assert!((log2_bayes_factor(&m, &u, &levels) - (4.0 - 2.0 - 2.0)).abs() < 1e-9, "other fields add up as before");
+    }
 }
