@@ -47,7 +47,8 @@ pub struct UpsertOutcome {
 struct Entry {
     key: RecordKey,
     features: Features,
-    block_keys: Vec<u64>,
+    /// The record's key under each rule that applies, with its refinement key (0 for none).
+    block_keys: Vec<(u64, u64)>,
     person: PersonId,
 }
 
@@ -57,7 +58,9 @@ pub struct LinkIndex {
     entries: Vec<Option<Entry>>,
     free_slots: Vec<u32>,
     slot_of: HashMap<RecordKey, u32>,
-    blocks: HashMap<u64, Vec<u32>>,
+    /// Block key → (slot, refinement key) of its records, so an oversized block is split as the
+    /// batch run splits it with one contiguous scan.
+    blocks: HashMap<u64, Vec<(u32, u64)>>,
     persons: HashMap<PersonId, Vec<u32>>,
     decisions: ReviewDecisions,
     /// Records named in any decision, so most matches skip the decision look-up (which builds
@@ -145,8 +148,11 @@ impl LinkIndex {
         self.persons.contains_key(person)
     }
 
-    fn block_keys(features: &Features) -> Vec<u64> {
-        BlockingRule::ALL.iter().filter_map(|rule| rule.key(features)).collect()
+    fn block_keys(features: &Features) -> Vec<(u64, u64)> {
+        BlockingRule::ALL
+            .iter()
+            .filter_map(|rule| Some((rule.key(features)?, rule.refinement(features).unwrap_or(0))))
+            .collect()
     }
 
     /// Candidate persons for a record (which need not be indexed), best first. The record
@@ -158,12 +164,21 @@ impl LinkIndex {
         let mut best: BTreeMap<&PersonId, (f64, &RecordKey)> = BTreeMap::new();
         let mut apart: HashSet<&PersonId> = HashSet::new();
         let query_decided = self.decided_records.contains(&key);
-        for block_key in Self::block_keys(&features) {
+        for (block_key, refinement) in Self::block_keys(&features) {
             let Some(slots) = self.blocks.get(&block_key) else { continue };
-            if slots.len() > self.max_block_size {
+            // As in the batch run: an oversized block is split by the refinement key, and a
+            // part still too large is skipped.
+            let refined = slots.len() > self.max_block_size;
+            if refined
+                && (refinement == 0
+                    || slots.iter().filter(|&&(_, other)| other == refinement).count() > self.max_block_size)
+            {
                 continue;
             }
-            for &slot in slots {
+            for &(slot, other) in slots {
+                if refined && other != refinement {
+                    continue;
+                }
                 if !seen.insert(slot) {
                     continue;
                 }
@@ -250,8 +265,8 @@ impl LinkIndex {
                 (self.entries.len() - 1) as u32
             }
         };
-        for &block_key in &block_keys {
-            self.blocks.entry(block_key).or_default().push(slot);
+        for &(block_key, refinement) in &block_keys {
+            self.blocks.entry(block_key).or_default().push((slot, refinement));
         }
         self.model.term_frequencies.add(&features);
         self.persons.entry(person.clone()).or_default().push(slot);
@@ -263,9 +278,9 @@ impl LinkIndex {
     pub fn remove(&mut self, key: &RecordKey) -> Option<PersonId> {
         let slot = self.slot_of.remove(key)?;
         let entry = self.entries[slot as usize].take()?;
-        for block_key in &entry.block_keys {
+        for (block_key, _) in &entry.block_keys {
             if let Some(slots) = self.blocks.get_mut(block_key) {
-                slots.retain(|&other| other != slot);
+                slots.retain(|&(other, _)| other != slot);
                 if slots.is_empty() {
                     self.blocks.remove(block_key);
                 }

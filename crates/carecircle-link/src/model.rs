@@ -385,14 +385,40 @@ pub fn probability_of_weight(weight: f64) -> f64 {
     1.0 / (1.0 + (-weight).exp2())
 }
 
-/// Sum of log2(m/u) over the comparisons that are not missing.
-fn log2_bayes_factor(m: &[Vec<f64>], u: &[Vec<f64>], levels: &Levels) -> f64 {
-    levels
-        .iter()
-        .enumerate()
-        .filter(|(_, &level)| level != MISSING)
-        .map(|(comparison, &level)| (m[comparison][level as usize] / u[comparison][level as usize]).log2())
-        .sum()
+/// Comparisons of where a person lives and how to call them: people living together share all
+/// of them, and a move changes them together, so they are one piece of evidence, not five.
+pub const HOUSEHOLD_COMPARISONS: [usize; 5] =
+    [field::HOUSE_NUMBER, field::STREET, field::CITY, field::POSTCODE, field::PHONE];
+
+/// log2(m/u) summed over the comparisons that are not missing, except that the household
+/// comparisons ([`HOUSEHOLD_COMPARISONS`]) count once: the strongest agreement among them, or,
+/// when none agrees, the strongest disagreement.
+///
+/// Why: conditional independence, which lets Fellegi-Sunter add weights, fails for these fields.
+/// Among non-matches, members of one household agree on all of them, so summed they gave about
+/// 50 bits (postcode, street, phone about 14 each) and a parent and child with different names
+/// and birth dates were linked. Treating the group as fully dependent keeps the weight of the
+/// most specific field, which is the group's own likelihood ratio if the fields are redundant.
+pub fn log2_bayes_factor(m: &[Vec<f64>], u: &[Vec<f64>], levels: &Levels) -> f64 {
+    let weight = |comparison: usize| -> Option<f64> {
+        let level = levels[comparison];
+        (level != MISSING).then(|| (m[comparison][level as usize] / u[comparison][level as usize]).log2())
+    };
+    let mut total = 0.0;
+    let (mut strongest_for, mut strongest_against) = (f64::NEG_INFINITY, 0.0f64);
+    for comparison in 0..N_COMPARISONS {
+        let Some(weight) = weight(comparison) else { continue };
+        if HOUSEHOLD_COMPARISONS.contains(&comparison) {
+            if weight > 0.0 {
+                strongest_for = strongest_for.max(weight);
+            } else {
+                strongest_against = strongest_against.min(weight);
+            }
+        } else {
+            total += weight;
+        }
+    }
+    total + if strongest_for > 0.0 { strongest_for } else { strongest_against }
 }
 
 fn max_difference(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
@@ -574,5 +600,38 @@ mod tests {
             Model::train(&features[..1], &[], &[], &TrainingOptions::default()).unwrap_err().to_string(),
             ModelError::TooFewRecords.to_string()
         );
+    }
+
+    #[test]
+    fn household_fields_count_once() {
+        // m/u of 16 on every agreeing level (4 bits), 1/4 on disagreement (−2 bits).
+        let m: Vec<Vec<f64>> = COMPARISONS
+            .iter()
+            .map(|spec| (0..spec.levels.len()).map(|level| if level == 1 { 0.8 } else { 0.05 }).collect())
+            .collect();
+        let u: Vec<Vec<f64>> = COMPARISONS
+            .iter()
+            .map(|spec| (0..spec.levels.len()).map(|level| if level == 1 { 0.05 } else { 0.2 }).collect())
+            .collect();
+        let mut levels = [MISSING; N_COMPARISONS];
+        for comparison in HOUSEHOLD_COMPARISONS {
+            levels[comparison] = EXACT;
+        }
+        assert!(
+            (log2_bayes_factor(&m, &u, &levels) - 4.0).abs() < 1e-9,
+            "five agreeing household fields: one 4-bit agreement"
+        );
+        levels[field::POSTCODE] = 2;
+        assert!(
+            (log2_bayes_factor(&m, &u, &levels) - 4.0).abs() < 1e-9,
+            "a disagreement beside an agreement adds nothing"
+        );
+        for comparison in HOUSEHOLD_COMPARISONS {
+            levels[comparison] = 2;
+        }
+        assert!((log2_bayes_factor(&m, &u, &levels) + 2.0).abs() < 1e-9, "a move counts once");
+        levels[field::GIVEN] = EXACT;
+        levels[field::BIRTH_DATE] = 2;
+        assert!((log2_bayes_factor(&m, &u, &levels) - (4.0 - 2.0 - 2.0)).abs() < 1e-9, "other fields add up as before");
     }
 }

@@ -23,7 +23,8 @@ pub struct LinkOptions {
     pub review_threshold: f64,
     /// Mean probability across two clusters needed to merge them.
     pub min_cluster_support: f64,
-    /// Largest block compared; larger ones are skipped as uninformative.
+    /// Largest block compared; larger ones are split by the rule's refinement key
+    /// ([`BlockingRule::refinement`]) and parts still larger are skipped as uninformative.
     pub max_block_size: usize,
     /// Model training settings.
     pub training: TrainingOptions,
@@ -35,7 +36,7 @@ impl Default for LinkOptions {
             link_threshold: 0.9,
             review_threshold: 0.5,
             min_cluster_support: 0.5,
-            max_block_size: 1000,
+            max_block_size: 100,
             training: TrainingOptions::default(),
         }
     }
@@ -93,7 +94,9 @@ pub struct LinkResult {
     pub n_candidate_pairs: u64,
     /// Pairs each blocking rule produced, before deduplication.
     pub n_pairs_per_rule: Vec<(&'static str, u64)>,
-    /// Blocks skipped as too large.
+    /// Blocks larger than the maximum block size, split by their rule's refinement key.
+    pub n_refined_blocks: u64,
+    /// Blocks skipped as too large even after refinement.
     pub n_oversized_blocks: u64,
     /// Number of distinct persons.
     pub n_persons: usize,
@@ -152,18 +155,15 @@ pub fn link(
     let n_candidate_pairs = candidates.pairs.len() as u64;
 
     progress.stage("comparing", n_candidate_pairs);
-    let levels: Vec<u64> = candidates
-        .pairs
-        .par_chunks(4096)
-        .flat_map_iter(|chunk| {
-            let packed: Vec<u64> = chunk
-                .iter()
-                .map(|&(i, j)| pack_levels(&compare(&features[i as usize], &features[j as usize])))
-                .collect();
-            progress.advance(chunk.len() as u64);
-            packed
-        })
-        .collect();
+    // Allocated once at its final size: growing a vector of tens of millions of entries
+    // costs copies and fresh zeroed pages.
+    let mut levels: Vec<u64> = vec![0; candidates.pairs.len()];
+    levels.par_chunks_mut(4096).zip(candidates.pairs.par_chunks(4096)).for_each(|(out, chunk)| {
+        for (packed, &(i, j)) in out.iter_mut().zip(chunk) {
+            *packed = pack_levels(&compare(&features[i as usize], &features[j as usize]));
+        }
+        progress.advance(chunk.len() as u64);
+    });
 
     progress.stage("training", 0);
     let model = if features.len() >= 2 {
@@ -257,6 +257,7 @@ pub fn link(
         person_ids,
         n_candidate_pairs,
         n_pairs_per_rule: BlockingRule::ALL.iter().map(|rule| rule.name()).zip(candidates.n_pairs_per_rule).collect(),
+        n_refined_blocks: candidates.n_refined_blocks,
         n_oversized_blocks: candidates.n_oversized_blocks,
         model,
         review_pairs,

@@ -32,11 +32,14 @@ pub struct LinkArgs {
     inputs: Vec<PathBuf>,
 }
 
-/// An indicatif bar on stderr showing the current stage.
-struct Bar(ProgressBar);
+/// An indicatif bar on stderr showing the current stage; remembers when each stage started.
+struct Bar(ProgressBar, std::sync::Mutex<Vec<(String, Instant)>>);
 
 impl Progress for Bar {
     fn stage(&self, name: &str, total: u64) {
+        if let Ok(mut stages) = self.1.lock() {
+            stages.push((name.to_string(), Instant::now()));
+        }
         self.0.set_position(0);
         self.0.set_length(total);
         self.0.set_message(name.to_string());
@@ -90,7 +93,10 @@ pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
             .progress_chars("=> "),
     );
     let options = LinkOptions { link_threshold: args.link_threshold, ..LinkOptions::default() };
-    let result = link(&records, &ReviewDecisions::new(), &Default::default(), &options, &Bar(bar.clone()))?;
+    let read_seconds = started.elapsed().as_secs_f64();
+    let progress = Bar(bar.clone(), Default::default());
+    let result = link(&records, &ReviewDecisions::new(), &Default::default(), &options, &progress)?;
+    let linked = Instant::now();
     bar.finish_and_clear();
 
     let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
@@ -109,6 +115,9 @@ pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
     println!("candidate pairs: {}", result.n_candidate_pairs);
     for (rule, n_pairs) in &result.n_pairs_per_rule {
         println!("  {rule}: {n_pairs}");
+    }
+    if result.n_refined_blocks > 0 {
+        println!("  blocks split by their refinement key as too large: {}", result.n_refined_blocks);
     }
     if result.n_oversized_blocks > 0 {
         println!("  blocks skipped as too large: {}", result.n_oversized_blocks);
@@ -129,6 +138,14 @@ pub fn run(args: &LinkArgs) -> anyhow::Result<()> {
             quality.true_positives
         );
     }
+    let mut times = format!("reading {read_seconds:.2}");
+    if let Ok(stages) = progress.1.lock() {
+        for (index, (name, start)) in stages.iter().enumerate() {
+            let end = stages.get(index + 1).map_or(linked, |next| next.1);
+            times.push_str(&format!(", {name} {:.2}", (end - *start).as_secs_f64()));
+        }
+    }
+    println!("stage times (s): {times}");
     println!("elapsed: {:.2} s", started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -155,6 +155,44 @@ fn the_index_matches_one_record_and_honours_decisions() {
     assert_eq!(index.len(), 400);
 }
 
+#[test]
+fn the_index_splits_an_oversized_block_by_its_refinement_key() {
+    let (records, _) = partnership(200);
+    let model = run(&records, &ReviewDecisions::new(), &HashMap::new()).model;
+    let mut index = LinkIndex::new(model);
+    // 150 namesakes born over 75 years: one "given+family phonetic" block above the cap of
+    // 100, whose parts by birth year are small.
+    for n in 0..150u32 {
+        let namesake = SourceRecord {
+            source: "gp".into(),
+            local_id: format!("n{n}"),
+            given_names: Some("Joseph".into()),
+            family_name: Some("Smith".into()),
+            birth_date: BirthDate::new(1930 + (n / 2) as i32, 1 + n % 12, 1 + n % 28),
+            postcode: Some(format!("LS{} 1AB", n % 30)),
+            ..SourceRecord::default()
+        };
+        index.load(&namesake, carecircle_link::PersonId(format!("P{n}")));
+    }
+    // Namesake n28 (born 1944-05-01, postcode LS28 1AB) with day and month swapped: only the
+    // name rule can find it, through the part of its oversized block born in 1944.
+    let mut query = SourceRecord {
+        source: "police".into(),
+        local_id: "P/9".into(),
+        given_names: Some("Joseph".into()),
+        family_name: Some("Smith".into()),
+        birth_date: BirthDate::new(1944, 1, 5),
+        postcode: Some("LS28 1AB".into()),
+        ..SourceRecord::default()
+    };
+    assert_eq!(index.match_record(&query)[0].person_id.0, "P28", "found through the refined block");
+    query.birth_date = None;
+    assert!(
+        index.match_record(&query).iter().all(|candidate| candidate.person_id.0 != "P28"),
+        "without a birth year the oversized block is not searched"
+    );
+}
+
 fn arbitrary_record() -> impl Strategy<Value = SourceRecord> {
     (
         prop::sample::select(GIVEN),
