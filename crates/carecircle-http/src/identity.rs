@@ -43,6 +43,31 @@ impl Identity {
     }
 }
 
+/// Middleware: once the person index is loaded, Patients written over the API (`POST`, `PUT`,
+/// `DELETE` on `/Patient…`, and Bundles at `/`) are matched into it before the write is answered,
+/// so the next request anywhere sees the new record linked. Before the index is loaded there is
+/// nothing to keep up to date: loading it reads every Patient. A failure here does not undo the
+/// committed write; it is logged and the next identity request catches up.
+pub async fn index_patient_writes(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    let path = request.uri().path();
+    let writes_patients = matches!(*request.method(), Method::POST | Method::PUT | Method::DELETE)
+        && (path == "/" || path == "/Patient" || path.starts_with("/Patient/"));
+    let response = next.run(request).await;
+    if writes_patients && response.status().is_success() {
+        if let Some(index) = state.identity.index.get() {
+            if let Err(error) = index.catch_up(&state.record).await {
+                tracing::warn!(%error, "matching written Patients into the person index failed; the next identity request retries");
+            }
+        }
+    }
+    response
+}
+
 fn session<'a>(
     state: &'a AppState,
     principal: &'a Principal,

@@ -38,6 +38,10 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// The custodian recorded for writes that do not name one with `X-Custodian`.
     pub default_custodian: Caller,
+    /// Load the person index in the background as the router is built (`serve`), instead of at
+    /// the first identity request, so that Patient writes are matched before they are answered
+    /// from the start.
+    pub load_person_index_at_start: bool,
 }
 
 /// Shared state of the handlers.
@@ -66,6 +70,14 @@ pub fn router(record: Record, config: HttpConfig, auth: Arc<auth::AuthConfig>) -
     let capability =
         Arc::new(subscriptions::describe(capability::capability_statement(&config.base_url), &config.base_url));
     let state = AppState { record, config: Arc::new(config), capability, auth, identity: Default::default() };
+    if state.config.load_person_index_at_start {
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(error) = state.identity.index(&state).await {
+                tracing::warn!(?error, "loading the person index failed; the first identity request retries");
+            }
+        });
+    }
     Router::new()
         .route("/.well-known/smart-configuration", get(auth::smart_configuration))
         .route("/.well-known/jwks.json", get(auth::jwks))
@@ -111,6 +123,7 @@ pub fn router(record: Record, config: HttpConfig, auth: Arc<auth::AuthConfig>) -
         )
         .fallback(interactions::no_route)
         .method_not_allowed_fallback(interactions::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), identity::index_patient_writes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn(observability::track))
         .with_state(state)

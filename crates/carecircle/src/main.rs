@@ -261,6 +261,7 @@ async fn serve(
         base_url: base_url.clone(),
         max_body_bytes: args.max_body_bytes,
         default_custodian: Caller { custodian: default_custodian },
+        load_person_index_at_start: true,
     };
     let auth = std::sync::Arc::new(token::auth_config(key_dir, &base_url, &args.auth).await?);
     if let (Some(issuer), Some(jwks)) = (&args.auth.oidc_issuer, &args.auth.oidc_jwks) {

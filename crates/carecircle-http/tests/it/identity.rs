@@ -176,6 +176,40 @@ async fn a_patient_written_after_loading_is_matched() {
     assert_eq!(matched_ids(&again.body), ["g-joe", "h-joe", "h-joe-2"], "{}", again.text);
 }
 
+/// Real-time matching: once the index is loaded, a Patient written over the API, on its own or
+/// in a transaction Bundle, is in its person's `Linkage` when the write is answered, with no
+/// identity request in between.
+#[tokio::test]
+async fn a_patient_write_is_linked_before_it_is_answered() {
+    let app = partnership().await;
+    let hospital = system(&app, "Organization/hospital");
+    let loaded = post_as(&app, &hospital, "/Patient/$match", match_request(query_joe(), json!([]))).await;
+    assert_eq!(loaded.status, StatusCode::OK, "{}", loaded.text);
+    let person_of = |linkages: &Value| linkages["entry"][0]["resource"]["id"].as_str().map(str::to_string);
+    let joe_person = person_of(&app.get("/Linkage?item=Patient/g-joe").await.body).expect("Joe is linked");
+
+    let created = app
+        .request(
+            Method::PUT,
+            "/Patient/h-joe-3",
+            &[("authorization", hospital.as_str())],
+            Some(joe("h-joe-3", json!([{"system": NHS, "value": "9434765919"}])).to_string()),
+        )
+        .await;
+    assert!(created.status.is_success(), "{}", created.text);
+    let linked = app.get("/Linkage?item=Patient/h-joe-3").await;
+    assert_eq!(linked.body["total"], 1, "{}", linked.text);
+    assert_eq!(person_of(&linked.body), Some(joe_person.clone()), "the same NHS number joins Joe at once");
+
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": joe("h-joe-4", json!([{"system": NHS, "value": "9434765919"}])),
+        "request": {"method": "PUT", "url": "Patient/h-joe-4"}}]});
+    let answered = post_as(&app, &hospital, "/", bundle.to_string()).await;
+    assert_eq!(answered.status, StatusCode::OK, "{}", answered.text);
+    let linked = app.get("/Linkage?item=Patient/h-joe-4").await;
+    assert_eq!(person_of(&linked.body), Some(joe_person), "{}", linked.text);
+}
+
 #[tokio::test]
 async fn match_refuses_bad_input() {
     let app = partnership().await;

@@ -110,7 +110,12 @@ impl TestApp {
             .await
             .expect("access");
         let record = Record::with_guard(store, Guard { access: Arc::new(access), audit: Arc::new(audit) });
-        let config = HttpConfig { base_url: BASE.into(), max_body_bytes, default_custodian: partnership };
+        let config = HttpConfig {
+            base_url: BASE.into(),
+            max_body_bytes,
+            default_custodian: partnership,
+            load_person_index_at_start: false,
+        };
         carecircle_http::init_metrics();
         let dev_key = SigningKey::generate();
         let auth = AuthConfig::new(BASE, SigningKey::generate(), Some(dev_key.clone()), Vec::new());

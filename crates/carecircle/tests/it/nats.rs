@@ -260,8 +260,8 @@ async fn two_processes_on_nats_notify_and_alert_exactly_once() {
     let a = start(work, &database, &cleanup.stream, "a").await;
     let b = start(work, &database, &cleanup.stream, "b").await;
     let hospital = token(work, &database, &["--system", "--org", "org-hosp"]);
-    // The alerts' custodian is the partnership: its own system reads them.
-    let partnership = token(work, &database, &["--system", "--org", "carecircle-partnership"]);
+    // An alert is held by the partner of the agency it alerts: the crisis team's system reads it.
+    let crisis = token(work, &database, &["--system", "--org", "org-crisis"]);
     post(&a, &hospital, "CarePlan", trigger_plan()).await;
 
     // The hospital subscribes (through A) to changes of care plans.
@@ -312,9 +312,9 @@ async fn two_processes_on_nats_notify_and_alert_exactly_once() {
 
     // An ED attendance written through B raises one alert for the crisis team.
     post(&b, &hospital, "Encounter", ed_encounter()).await;
-    eventually(work, "the alert is stored", async || !alerts(&a, &partnership).await.is_empty()).await;
+    eventually(work, "the alert is stored", async || !alerts(&a, &crisis).await.is_empty()).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let stored = alerts(&a, &partnership).await;
+    let stored = alerts(&a, &crisis).await;
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(stored[0]["meta"]["versionId"], "1", "raised once, never again");
     assert_eq!(stored[0]["recipient"][0]["reference"], "Organization/org-crisis");
@@ -323,11 +323,11 @@ async fn two_processes_on_nats_notify_and_alert_exactly_once() {
     // A second attendance, through A, is merged into it exactly once.
     post(&a, &hospital, "Encounter", ed_encounter()).await;
     eventually(work, "the repeat is merged", async || {
-        alerts(&b, &partnership).await.first().is_some_and(|c| alert_state(c)["occurrences"] == 2)
+        alerts(&b, &crisis).await.first().is_some_and(|c| alert_state(c)["occurrences"] == 2)
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let stored = alerts(&b, &partnership).await;
+    let stored = alerts(&b, &crisis).await;
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(stored[0]["meta"]["versionId"], "2");
     assert_eq!(alert_state(&stored[0])["occurrences"], 2);
