@@ -99,13 +99,20 @@ impl AuthConfig {
 
     /// The principal of a verified token: remembered when nothing was written since it was
     /// resolved, else resolved against the record (and remembered when the store allows).
-    async fn principal(&self, record: &Record, token: &str, verified: &VerifiedToken) -> Result<Principal, Refusal> {
+    /// Also answers the write generation it read (after the request arrived), for the rest of
+    /// the request (`carecircle_record::with_request_generation`).
+    async fn principal(
+        &self,
+        record: &Record,
+        token: &str,
+        verified: &VerifiedToken,
+    ) -> Result<(Principal, Option<u64>), Refusal> {
         let generation = record.store().write_generation();
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(generation) = generation {
             if let Some((at, principal)) = self.remembered_principals().get(&key) {
                 if *at == generation {
-                    return Ok(principal.clone());
+                    return Ok((principal.clone(), Some(generation)));
                 }
             }
         }
@@ -117,7 +124,7 @@ impl AuthConfig {
             }
             remembered.insert(key, (generation, principal.clone()));
         }
-        Ok(principal)
+        Ok((principal, generation))
     }
 
     fn verify(&self, token: &str) -> Result<VerifiedToken, AuthError> {
@@ -175,9 +182,9 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         }
     };
     match state.auth.principal(&state.record, &token, &verified).await {
-        Ok(principal) => {
+        Ok((principal, generation)) => {
             request.extensions_mut().insert(principal);
-            next.run(request).await
+            carecircle_record::with_request_generation(generation, next.run(request)).await
         }
         Err(Refusal::Unauthenticated(message)) => unauthorized(message),
         Err(Refusal::Api(error)) => error.into_response(),

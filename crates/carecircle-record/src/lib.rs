@@ -28,7 +28,7 @@ pub use identity::{
     ReviewOutcome, KEY_WORKER_EXTENSION, MIN_TRAINING_RECORDS, NHS_NUMBER_SYSTEM, NHS_NUMBER_VERIFICATION_EXTENSION,
     NHS_NUMBER_VERIFIED_CODE, PERSON_ID_PREFIX, POSSIBLE_MATCH_CODE, REVIEW_CODE_SYSTEM,
 };
-pub use policy::{PolicyAccess, NATIONAL_OPT_OUT_EXTENSION};
+pub use policy::{with_request_generation, PolicyAccess, NATIONAL_OPT_OUT_EXTENSION};
 pub use prepare::{custodian_reference, validate_incoming};
 pub use principal::{Principal, PrincipalKind, DEFAULT_PURPOSE};
 pub use session::{

@@ -210,7 +210,8 @@ impl PolicyAccess {
     /// Drops the person cache when the store was written since it was filled (see
     /// `store_seen`). Without a write generation nothing may be cached.
     fn forget_unannounced_writes(&self) -> bool {
-        let Some(now) = self.record.store().write_generation() else { return false };
+        let reading = REQUEST_GENERATION.try_with(|generation| *generation).ok().flatten();
+        let Some(now) = reading.or_else(|| self.record.store().write_generation()) else { return false };
         if self.store_seen.swap(now, Ordering::SeqCst) != now {
             self.generation.fetch_add(1, Ordering::SeqCst);
             self.person_cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -400,6 +401,21 @@ impl PolicyAccess {
             other => RecordError::Invalid(other.to_issues()),
         })
     }
+}
+
+tokio::task_local! {
+    /// The store's write generation read when the current request arrived.
+    static REQUEST_GENERATION: Option<u64>;
+}
+
+/// Runs one request's `work` with the store's write generation as read after the request
+/// arrived (by authentication, which needs it for the principal), so that the person-facts check
+/// reuses that reading instead of asking the store again. Any reading taken after the request
+/// arrived sees every write committed before it, which is what "a withdrawal governs the very
+/// next request" needs; work outside such a scope (the notifier, the HL7 v2 ingest, spawned
+/// tasks) asks the store itself.
+pub async fn with_request_generation<F: std::future::Future>(generation: Option<u64>, work: F) -> F::Output {
+    REQUEST_GENERATION.scope(generation, work).await
 }
 
 #[async_trait]
